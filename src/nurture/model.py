@@ -1,0 +1,113 @@
+"""Frozen domain types shared by the core: sequences, steps, conditions, send windows, profiles.
+
+Loading and validation of these from files lives in `sequences.py`; this module holds only data and
+the pure rules on it (a condition matching a profile), so the planner and renderer depend on nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import time, timedelta
+from pathlib import Path
+
+WEEKDAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What the planner and the structure of an email may depend on: never the address or the name."""
+
+    time_zone: str = "UTC"
+    hesitations: frozenset[str] = frozenset()
+    discreet: bool = False
+    locale: str = "en"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A structured condition on a profile; every given part must hold (no expressions, no eval)."""
+
+    hesitations_any: frozenset[str] = frozenset()
+    hesitations_all: frozenset[str] = frozenset()
+    hesitations_none: frozenset[str] = frozenset()
+    discreet: bool | None = None
+    locale_in: frozenset[str] = frozenset()
+
+    def matches(self, profile: Profile) -> bool:
+        if self.hesitations_any and not (self.hesitations_any & profile.hesitations):
+            return False
+        if self.hesitations_all and not self.hesitations_all <= profile.hesitations:
+            return False
+        if self.hesitations_none & profile.hesitations:
+            return False
+        if self.discreet is not None and profile.discreet != self.discreet:
+            return False
+        if self.locale_in:
+            language = profile.locale.split("-", 1)[0]
+            if profile.locale not in self.locale_in and language not in self.locale_in:
+                return False
+        return True
+
+    def describe(self) -> str:
+        """A short human text, used as the recorded reason when a step is skipped."""
+        parts: list[str] = []
+        if self.hesitations_any:
+            parts.append("hesitations_any " + ",".join(sorted(self.hesitations_any)))
+        if self.hesitations_all:
+            parts.append("hesitations_all " + ",".join(sorted(self.hesitations_all)))
+        if self.hesitations_none:
+            parts.append("hesitations_none " + ",".join(sorted(self.hesitations_none)))
+        if self.discreet is not None:
+            parts.append(f"discreet {str(self.discreet).lower()}")
+        if self.locale_in:
+            parts.append("locale_in " + ",".join(sorted(self.locale_in)))
+        return "; ".join(parts) or "always"
+
+
+@dataclass(frozen=True)
+class SendWindow:
+    """Days and local hours in which an email may go out, in the subscriber's own time zone.
+
+    `days` holds weekday numbers (Monday 0 .. Sunday 6); `start` is inclusive, `end` exclusive, and
+    `start < end` (windows do not cross midnight).
+    """
+
+    days: frozenset[int] = frozenset(range(7))
+    start: time = time(8, 0)
+    end: time = time(20, 0)
+
+
+ANY_TIME = SendWindow(days=frozenset(range(7)), start=time(0, 0), end=time(23, 59, 59, 999999))
+
+
+@dataclass(frozen=True)
+class Step:
+    """One email of a sequence, identified by a key that stays stable across content edits."""
+
+    key: str
+    template: str
+    subject: str
+    delay: timedelta
+    preheader: str = ""
+    discreet_subject: str | None = None
+    discreet_preheader: str | None = None
+    when: Condition | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """An ordered series of steps, with its send window and the events that end it early."""
+
+    key: str
+    name: str
+    steps: tuple[Step, ...]
+    window: SendWindow = field(default_factory=SendWindow)
+    exit_on: frozenset[str] = frozenset()
+    source: Path = Path()
+
+    def step(self, key: str) -> Step | None:
+        for step in self.steps:
+            if step.key == key:
+                return step
+        return None

@@ -1,0 +1,215 @@
+"""The interfaces the dispatcher owns: what it needs of storage and of a mail transport.
+
+The store package implements `DeliveryStore` with SQLAlchemy; `transports.py` implements `Transport`.
+Only plain data crosses these ports, so the core never sees a session, a row or a socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence as Seq
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+from uuid import UUID
+
+
+class DeliveryKind(StrEnum):
+    STEP = "step"
+    CONFIRMATION = "confirmation"
+    TEST = "test"
+
+
+class DeliveryStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+    SKIPPED = "skipped"
+
+
+class SubscriberStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    ERASED = "erased"
+
+
+class EnrollmentStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    EXITED = "exited"
+
+
+@dataclass(frozen=True)
+class SubscriberSnapshot:
+    id: UUID
+    email: str
+    first_name: str | None
+    status: SubscriberStatus
+    time_zone: str
+    hesitations: frozenset[str]
+    discreet: bool
+    locale: str
+
+
+@dataclass(frozen=True)
+class EnrollmentSnapshot:
+    id: UUID
+    sequence_key: str
+    status: EnrollmentStatus
+    paused_until: datetime | None
+    enrolled_at: datetime
+    done_step_keys: frozenset[str]
+    """Steps of this enrollment already sent or skipped (any delivery row not queued/sending/deferred)."""
+    last_sent_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A delivery this process holds a lease on, with everything needed to decide and render it."""
+
+    id: UUID
+    kind: DeliveryKind
+    step_key: str | None
+    due_at: datetime
+    attempts: int
+    subscriber: SubscriberSnapshot
+    enrollment: EnrollmentSnapshot | None
+    suppressed: bool
+
+
+@dataclass(frozen=True)
+class NextDelivery:
+    """The step the planner chose to queue after an outcome, on the same enrollment."""
+
+    step_key: str
+    due_at: datetime
+    skipped: tuple[tuple[str, str], ...] = ()
+    """(step key, reason) of steps passed over on the way; recorded as `skipped` rows."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one claimed delivery; the store applies it in one transaction per batch.
+
+    status: the delivery's new status. QUEUED with `due_at` means "held back" (pause, send window);
+    DEFERRED with `due_at` means "retry later" after a temporary failure.
+    next_delivery: queue this step for the enrollment (only with SENT or SKIPPED).
+    end_enrollment: set the enrollment to this status with `end_reason` (COMPLETED or EXITED).
+    suppress_reason: add the subscriber's address to the suppression list and mark them bounced.
+    """
+
+    delivery_id: UUID
+    status: DeliveryStatus
+    at: datetime
+    due_at: datetime | None = None
+    smtp_code: int | None = None
+    error: str | None = None
+    message_id: str | None = None
+    content_version: str | None = None
+    count_attempt: bool = False
+    next_delivery: NextDelivery | None = None
+    end_enrollment: EnrollmentStatus | None = None
+    end_reason: str | None = None
+    suppress_reason: str | None = None
+
+
+class DeliveryStore(Protocol):
+    def claim_due(
+        self, *, now: datetime, owner: str, limit: int, lease: timedelta
+    ) -> list[ClaimedDelivery]:
+        """Lease up to `limit` deliveries that are due at `now` (queued or deferred with due_at <= now,
+        or sending with an expired lease), oldest due first; no two owners ever hold the same row."""
+        ...
+
+    def record(self, outcomes: Seq[Outcome], *, owner: str) -> None:
+        """Apply outcomes of deliveries leased by `owner` in one transaction."""
+        ...
+
+    def release(self, delivery_ids: Seq[UUID], *, owner: str) -> None:
+        """Give back leased deliveries untouched (status queued, lease cleared)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ConsentRecord:
+    """Where a subscriber's consent came from: a form submission, an operator, a CSV file."""
+
+    kind: str  # signup, confirm, import, operator, unsubscribe, pause, resubscribe, erase
+    source: str  # "web-form v1", "csv:contacts.csv", "cli"
+    ip: str | None = None
+    user_agent: str | None = None
+    consent_text_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class NewEnrollment:
+    """An active subscriber to create or update and enroll, with their first planned delivery."""
+
+    email: str  # already normalized
+    first_name: str | None
+    time_zone: str
+    hesitations: frozenset[str]
+    discreet: bool
+    locale: str
+    sequence_key: str
+    content_version: str
+    first_delivery: NextDelivery | None
+    consent: ConsentRecord
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    email: str
+    subscriber_id: UUID
+    enrollment_id: UUID | None
+    created: bool
+    """False when the subscriber already had an active or paused enrollment in that sequence."""
+    reason: str = ""
+
+
+class EnrollmentStore(Protocol):
+    def enroll(self, items: Seq[NewEnrollment], *, now: datetime) -> list[EnrollResult]:
+        """Create or update subscribers (status active) and enroll them; an address that is
+        suppressed or already enrolled in the sequence is not enrolled again (created=False, reason).
+        Many items go in one transaction with bulk statements (10,000 in a few seconds)."""
+        ...
+
+
+class SendErrorKind(StrEnum):
+    TEMPORARY = "temporary"  # 4xx: try again later
+    PERMANENT = "permanent"  # 5xx for this recipient: hard bounce
+    CONNECTION = "connection"  # refused, dropped, timed out: nothing was decided
+
+
+@dataclass(frozen=True)
+class SendResult:
+    ok: bool
+    code: int | None = None
+    message: str = ""
+    error_kind: SendErrorKind | None = None
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    envelope_from: str
+    recipients: tuple[str, ...]
+    data: bytes
+    message_id: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Transport(Protocol):
+    def send(self, message: OutgoingMessage) -> SendResult:
+        """Send one message over a persistent connection, opening it when needed. A connection
+        failure returns CONNECTION and leaves the transport ready to reconnect; never raises for SMTP
+        replies."""
+        ...
+
+    def close(self) -> None: ...

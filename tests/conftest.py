@@ -1,0 +1,6 @@
+"""Shared fixtures: each support module owns one kind of real component."""
+
+pytest_plugins = [
+    "tests.support.databases",
+    "tests.support.smtp",
+]
