@@ -1,0 +1,184 @@
+"""SQLAlchemy models of what the pipeline stores: subscribers, consent, enrollments, deliveries."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime
+from typing import Final, cast
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from nurture.ports import DeliveryStatus, EnrollmentStatus, SubscriberStatus
+from nurture.store.types import UTCDateTime
+
+# Stable constraint names, so later migrations can drop or alter them on both databases.
+NAMING_CONVENTION: Final[dict[str, str]] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+OPEN_ENROLLMENT_SQL: Final = "status IN ('active', 'paused')"
+# Claim queries repeat these exact texts: SQLite uses a partial index only when the query's WHERE
+# contains its condition as written (literals, not bound parameters).
+CLAIMABLE_SQL: Final = "status IN ('queued', 'deferred')"
+LEASED_SQL: Final = "status = 'sending'"
+CLAIMABLE_INDEX: Final = "ix_delivery_claimable_due_at"
+LEASED_INDEX: Final = "ix_delivery_leased_lease_expires_at"
+
+
+def address_hash(email: str) -> str:
+    """sha256 hex of the normalized address: the suppression list keeps this, not the address."""
+    return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Subscriber(Base):
+    __tablename__ = "subscriber"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    locale: Mapped[str] = mapped_column(String(35), default="en")
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    hesitations: Mapped[list[str]] = mapped_column(JSON, default=list)
+    discreet: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default=SubscriberStatus.PENDING.value)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ConsentEvent(Base):
+    __tablename__ = "consent_event"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    subscriber_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("subscriber.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    consent_text_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+class Enrollment(Base):
+    __tablename__ = "enrollment"
+    __table_args__ = (
+        # One open enrollment per (subscriber, sequence); ended ones stay as history.
+        Index(
+            "uq_enrollment_open_per_sequence",
+            "subscriber_id",
+            "sequence_key",
+            unique=True,
+            sqlite_where=text(OPEN_ENROLLMENT_SQL),
+            postgresql_where=text(OPEN_ENROLLMENT_SQL),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    subscriber_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("subscriber.id", ondelete="CASCADE"), index=True
+    )
+    sequence_key: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16), default=EnrollmentStatus.ACTIVE.value)
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_step_key: Mapped[str | None] = mapped_column(String(100))
+    last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    content_version: Mapped[str] = mapped_column(String(128))
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class Delivery(Base):
+    __tablename__ = "delivery"
+    __table_args__ = (
+        # The database, not the scheduler, makes a double enqueue of a step impossible.
+        UniqueConstraint("enrollment_id", "step_key"),
+        Index("ix_delivery_status_due_at", "status", "due_at"),
+        # Claiming reads only the queue head in due order; these stay small and ordered however
+        # many sent rows pile up, so a claim never sorts the whole backlog.
+        Index(
+            CLAIMABLE_INDEX,
+            "due_at",
+            sqlite_where=text(CLAIMABLE_SQL),
+            postgresql_where=text(CLAIMABLE_SQL),
+        ),
+        Index(
+            LEASED_INDEX,
+            "lease_expires_at",
+            sqlite_where=text(LEASED_SQL),
+            postgresql_where=text(LEASED_SQL),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    kind: Mapped[str] = mapped_column(String(16))
+    subscriber_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("subscriber.id", ondelete="CASCADE"), index=True
+    )
+    enrollment_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("enrollment.id", ondelete="CASCADE")
+    )
+    step_key: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.QUEUED.value)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    smtp_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    skip_reason: Mapped[str | None] = mapped_column(Text)
+    content_version: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Suppression(Base):
+    __tablename__ = "suppression"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    address_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ContentVersion(Base):
+    __tablename__ = "content_version"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    loaded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    files: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+# Core tables for the bulk statements of the repository (executemany without ORM bookkeeping).
+subscriber_table: Final = cast(Table, Subscriber.__table__)
+consent_event_table: Final = cast(Table, ConsentEvent.__table__)
+enrollment_table: Final = cast(Table, Enrollment.__table__)
+delivery_table: Final = cast(Table, Delivery.__table__)
+suppression_table: Final = cast(Table, Suppression.__table__)
+content_version_table: Final = cast(Table, ContentVersion.__table__)

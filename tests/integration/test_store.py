@@ -1,0 +1,548 @@
+"""SqlStore on SQLite and PostgreSQL: leases, outcomes, suppression and bulk enrollment."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, insert, select, update
+
+from nurture.ports import (
+    ConsentRecord,
+    DeliveryKind,
+    DeliveryStatus,
+    EnrollmentStatus,
+    NewEnrollment,
+    NextDelivery,
+    Outcome,
+    SubscriberStatus,
+)
+from nurture.store.database import make_engine
+from nurture.store.models import Subscriber, delivery_table, subscriber_table
+from nurture.store.repository import SqlStore
+
+NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+LEASE = timedelta(minutes=5)
+SEQUENCE = "partner-hesitant"
+
+
+def new_enrollment(
+    email: str,
+    *,
+    due_at: datetime | None = NOW,
+    sequence: str = SEQUENCE,
+    step: str = "welcome",
+    consent_kind: str = "import",
+) -> NewEnrollment:
+    return NewEnrollment(
+        email=email,
+        first_name="Sam",
+        time_zone="Europe/Paris",
+        hesitations=frozenset({"stigma", "fear_of_blame"}),
+        discreet=False,
+        locale="en",
+        sequence_key=sequence,
+        content_version="v1",
+        first_delivery=None if due_at is None else NextDelivery(step_key=step, due_at=due_at),
+        consent=ConsentRecord(kind=consent_kind, source="tests"),
+    )
+
+
+def enroll_one(store: SqlStore, email: str, **kwargs: object) -> uuid.UUID:
+    (result,) = store.enroll([new_enrollment(email, **kwargs)], now=NOW)  # type: ignore[arg-type]
+    assert result.created, result.reason
+    assert result.enrollment_id is not None
+    return result.enrollment_id
+
+
+def subscriber_status(engine: Engine, email: str) -> str:
+    with engine.connect() as connection:
+        return connection.execute(
+            select(Subscriber.status).where(Subscriber.email == email)
+        ).scalar_one()
+
+
+def test_claim_returns_due_rows_only_and_sets_leases(store: SqlStore) -> None:
+    enroll_one(store, "early@example.org", due_at=NOW - timedelta(hours=1))
+    enroll_one(store, "now@example.org", due_at=NOW)
+    enroll_one(store, "later@example.org", due_at=NOW + timedelta(seconds=1))
+
+    claimed = store.claim_due(now=NOW, owner="a", limit=10, lease=LEASE)
+
+    assert [item.subscriber.email for item in claimed] == ["early@example.org", "now@example.org"]
+    first = claimed[0]
+    assert first.kind is DeliveryKind.STEP
+    assert first.step_key == "welcome"
+    assert first.attempts == 0
+    assert first.due_at == NOW - timedelta(hours=1)
+    assert first.due_at.tzinfo is not None
+    assert first.subscriber.hesitations == frozenset({"stigma", "fear_of_blame"})
+    assert first.subscriber.status is SubscriberStatus.ACTIVE
+    assert first.subscriber.time_zone == "Europe/Paris"
+    assert first.suppressed is False
+    assert first.enrollment is not None
+    assert first.enrollment.sequence_key == SEQUENCE
+    assert first.enrollment.status is EnrollmentStatus.ACTIVE
+    assert first.enrollment.done_step_keys == frozenset()
+    assert first.enrollment.enrolled_at == NOW
+
+    (row,) = store.deliveries_for("early@example.org")
+    assert row.status is DeliveryStatus.SENDING
+    assert row.lease_owner == "a"
+    assert row.lease_expires_at == NOW + LEASE
+    assert store.deliveries_for("later@example.org")[0].status is DeliveryStatus.QUEUED
+
+    assert store.claim_due(now=NOW, owner="b", limit=10, lease=LEASE) == []
+    assert store.claim_due(now=NOW, owner="a", limit=0, lease=LEASE) == []
+
+
+def test_claim_respects_limit_and_due_order(store: SqlStore) -> None:
+    for minutes in (3, 1, 2):
+        enroll_one(store, f"m{minutes}@example.org", due_at=NOW - timedelta(minutes=minutes))
+    claimed = store.claim_due(now=NOW, owner="a", limit=2, lease=LEASE)
+    assert [item.subscriber.email for item in claimed] == ["m3@example.org", "m2@example.org"]
+
+
+def test_naive_now_is_refused(store: SqlStore) -> None:
+    with pytest.raises(ValueError, match="aware"):
+        store.claim_due(now=datetime(2025, 1, 1), owner="a", limit=1, lease=LEASE)
+
+
+def test_two_owners_claiming_concurrently_never_share_a_row(
+    store: SqlStore, database_url: str
+) -> None:
+    total = 300
+    store.enroll(
+        [
+            new_enrollment(f"c{i}@example.org", due_at=NOW - timedelta(seconds=i))
+            for i in range(total)
+        ],
+        now=NOW,
+    )
+    engines = [make_engine(database_url), make_engine(database_url)]
+    barrier = threading.Barrier(len(engines))
+    claimed: dict[str, list[uuid.UUID]] = {}
+    errors: list[BaseException] = []
+
+    def worker(owner: str, engine: Engine) -> None:
+        mine: list[uuid.UUID] = []
+        try:
+            own_store = SqlStore(engine)
+            barrier.wait()
+            while batch := own_store.claim_due(now=NOW, owner=owner, limit=7, lease=LEASE):
+                mine.extend(item.id for item in batch)
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+        claimed[owner] = mine
+
+    threads = [
+        threading.Thread(target=worker, args=(f"owner-{n}", engine))
+        for n, engine in enumerate(engines)
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+    assert not errors, errors
+    first, second = claimed["owner-0"], claimed["owner-1"]
+    assert set(first).isdisjoint(second)
+    assert len(first) + len(second) == total
+    assert len(set(first) | set(second)) == total
+    assert store.counts_by_status()["sending"] == total
+
+
+def test_an_expired_lease_is_claimable_again(store: SqlStore) -> None:
+    enroll_one(store, "crash@example.org")
+    (held,) = store.claim_due(now=NOW, owner="a", limit=10, lease=LEASE)
+
+    assert (
+        store.claim_due(now=NOW + LEASE - timedelta(seconds=1), owner="b", limit=10, lease=LEASE)
+        == []
+    )
+    (taken,) = store.claim_due(now=NOW + LEASE, owner="b", limit=10, lease=LEASE)
+
+    assert taken.id == held.id
+    (row,) = store.deliveries_for("crash@example.org")
+    assert row.lease_owner == "b"
+    assert row.lease_expires_at == NOW + 2 * LEASE
+
+
+def test_reap_expired_returns_leases_to_the_queue(store: SqlStore) -> None:
+    enroll_one(store, "reap@example.org")
+    store.claim_due(now=NOW, owner="a", limit=10, lease=LEASE)
+
+    assert store.reap_expired(NOW + LEASE - timedelta(seconds=1)) == 0
+    assert store.reap_expired(NOW + LEASE) == 1
+
+    (row,) = store.deliveries_for("reap@example.org")
+    assert row.status is DeliveryStatus.QUEUED
+    assert row.lease_owner is None
+    assert row.lease_expires_at is None
+    assert len(store.claim_due(now=NOW + LEASE, owner="b", limit=10, lease=LEASE)) == 1
+
+
+def test_record_sent_queues_the_next_step_and_updates_the_enrollment(store: SqlStore) -> None:
+    enroll_one(store, "sent@example.org")
+    (held,) = store.claim_due(now=NOW, owner="a", limit=10, lease=LEASE)
+    sent_at = NOW + timedelta(seconds=2)
+    store.record(
+        [
+            Outcome(
+                delivery_id=held.id,
+                status=DeliveryStatus.SENT,
+                at=sent_at,
+                smtp_code=250,
+                message_id="<welcome.1@nurture.localhost>",
+                content_version="v2",
+                count_attempt=True,
+                next_delivery=NextDelivery(
+                    step_key="story",
+                    due_at=NOW + timedelta(days=3),
+                    skipped=(("discreet-tip", "condition discreet true not met"),),
+                ),
+            )
+        ],
+        owner="a",
+    )
+
+    rows = {row.step_key: row for row in store.deliveries_for("sent@example.org")}
+    assert set(rows) == {"welcome", "discreet-tip", "story"}
+    welcome = rows["welcome"]
+    assert welcome.status is DeliveryStatus.SENT
+    assert welcome.sent_at == sent_at
+    assert welcome.smtp_code == 250
+    assert welcome.message_id == "<welcome.1@nurture.localhost>"
+    assert welcome.attempts == 1
+    assert welcome.lease_owner is None
+    assert welcome.content_version == "v2"
+    assert rows["discreet-tip"].status is DeliveryStatus.SKIPPED
+    assert rows["discreet-tip"].skip_reason == "condition discreet true not met"
+    assert rows["story"].status is DeliveryStatus.QUEUED
+    assert rows["story"].due_at == NOW + timedelta(days=3)
+    assert rows["story"].sequence_key == SEQUENCE
+
+    (enrollment,) = store.enrollments_for("sent@example.org")
+    assert enrollment.last_step_key == "welcome"
+    assert enrollment.last_sent_at == sent_at
+    assert enrollment.status is EnrollmentStatus.ACTIVE
+
+    (story,) = store.claim_due(now=NOW + timedelta(days=3), owner="a", limit=10, lease=LEASE)
+    assert story.step_key == "story"
+    assert story.enrollment is not None
+    assert story.enrollment.done_step_keys == frozenset({"welcome", "discreet-tip"})
+    assert story.enrollment.last_sent_at == sent_at
+
+
+def test_record_completed_ends_the_enrollment(store: SqlStore) -> None:
+    enroll_one(store, "done@example.org")
+    (held,) = store.claim_due(now=NOW, owner="a", limit=10, lease=LEASE)
+    store.record(
+        [
+            Outcome(
+                delivery_id=held.id,
+                status=DeliveryStatus.SENT,
+                at=NOW,
+                end_enrollment=EnrollmentStatus.COMPLETED,
+                end_reason="last step sent",
+            )
+        ],
+        owner="a",
+    )
+    (enrollment,) = store.enrollments_for("done@example.org")
+    assert enrollment.status is EnrollmentStatus.COMPLETED
+    assert enrollment.ended_at == NOW
+    assert enrollment.end_reason == "last step sent"
+
+
+def test_a_duplicate_next_delivery_is_ignored(store: SqlStore, engine: Engine) -> None:
+    enrollment_id = enroll_one(store, "twice@example.org")
+    (first,) = store.claim_due(now=NOW, owner="a", limit=10, lease=LEASE)
+    # A second step row of the same enrollment, so two outcomes in one batch race for "story".
+    with engine.begin() as connection:
+        connection.execute(
+            insert(delivery_table).values(
+                id=uuid.uuid4(),
+                kind="step",
+                subscriber_id=first.subscriber.id,
+                enrollment_id=enrollment_id,
+                step_key="welcome-extra",
+                status="queued",
+                due_at=NOW,
+                attempts=0,
+                created_at=NOW,
+            )
+        )
+    (second,) = store.claim_due(now=NOW, owner="a", limit=10, lease=LEASE)
+
+    store.record(
+        [
+            Outcome(
+                delivery_id=held.id,
+                status=DeliveryStatus.SENT,
+                at=NOW,
+                next_delivery=NextDelivery(step_key="story", due_at=NOW + timedelta(days=day)),
+            )
+            for day, held in ((1, first), (2, second))
+        ],
+        owner="a",
+    )
+    # A later outcome that queues a step already present (and skips one already sent) is a no-op.
+    (story,) = store.claim_due(now=NOW + timedelta(days=1), owner="a", limit=10, lease=LEASE)
+    store.record(
+        [
+            Outcome(
+                delivery_id=story.id,
+                status=DeliveryStatus.SENT,
+                at=NOW + timedelta(days=1),
+                next_delivery=NextDelivery(
+                    step_key="story",
+                    due_at=NOW + timedelta(days=9),
+                    skipped=(("welcome", "should not overwrite"),),
+                ),
+            )
+        ],
+        owner="a",
+    )
+
+    rows = store.deliveries_for("twice@example.org")
+    assert sorted(row.step_key or "" for row in rows) == ["story", "welcome", "welcome-extra"]
+    by_step = {row.step_key: row for row in rows}
+    assert by_step["story"].status is DeliveryStatus.SENT
+    assert by_step["story"].due_at == NOW + timedelta(days=1)
+    assert by_step["welcome"].status is DeliveryStatus.SENT
+    assert by_step["welcome"].skip_reason is None
+
+
+def test_record_by_a_non_owner_changes_nothing(
+    store: SqlStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    enroll_one(store, "lease@example.org")
+    (held,) = store.claim_due(now=NOW, owner="a", limit=10, lease=LEASE)
+
+    with caplog.at_level(logging.WARNING, logger="nurture.store.repository"):
+        store.record(
+            [
+                Outcome(
+                    delivery_id=held.id,
+                    status=DeliveryStatus.BOUNCED,
+                    at=NOW,
+                    smtp_code=550,
+                    count_attempt=True,
+                    end_enrollment=EnrollmentStatus.EXITED,
+                    end_reason="bounced",
+                    suppress_reason="550 no such user",
+                    next_delivery=None,
+                )
+            ],
+            owner="b",
+        )
+
+    (row,) = store.deliveries_for("lease@example.org")
+    assert row.status is DeliveryStatus.SENDING
+    assert row.lease_owner == "a"
+    assert row.attempts == 0
+    assert row.smtp_code is None
+    assert store.enrollments_for("lease@example.org")[0].status is EnrollmentStatus.ACTIVE
+    assert not store.is_suppressed("lease@example.org")
+    assert str(held.id) in caplog.text
+    assert "lease@example.org" not in caplog.text
+
+
+def test_record_deferred_reschedules_and_counts_the_attempt(store: SqlStore) -> None:
+    enroll_one(store, "later@example.org")
+    (held,) = store.claim_due(now=NOW, owner="a", limit=10, lease=LEASE)
+    retry_at = NOW + timedelta(minutes=2)
+    store.record(
+        [
+            Outcome(
+                delivery_id=held.id,
+                status=DeliveryStatus.DEFERRED,
+                at=NOW,
+                due_at=retry_at,
+                smtp_code=451,
+                error="451 try again later",
+                count_attempt=True,
+            )
+        ],
+        owner="a",
+    )
+    (row,) = store.deliveries_for("later@example.org")
+    assert row.status is DeliveryStatus.DEFERRED
+    assert row.due_at == retry_at
+    assert row.attempts == 1
+    assert row.last_error == "451 try again later"
+    assert row.lease_owner is None
+
+    assert (
+        store.claim_due(now=retry_at - timedelta(seconds=1), owner="a", limit=10, lease=LEASE) == []
+    )
+    (again,) = store.claim_due(now=retry_at, owner="a", limit=10, lease=LEASE)
+    assert again.attempts == 1
+
+
+def test_contradictory_outcomes_are_refused_before_writing(store: SqlStore) -> None:
+    enroll_one(store, "bad@example.org")
+    (held,) = store.claim_due(now=NOW, owner="a", limit=10, lease=LEASE)
+    with pytest.raises(ValueError, match="next_delivery"):
+        store.record(
+            [
+                Outcome(
+                    delivery_id=held.id,
+                    status=DeliveryStatus.DEFERRED,
+                    at=NOW,
+                    next_delivery=NextDelivery(step_key="story", due_at=NOW),
+                )
+            ],
+            owner="a",
+        )
+    assert store.deliveries_for("bad@example.org")[0].status is DeliveryStatus.SENDING
+
+
+def test_suppress_reason_suppresses_and_ends_every_enrollment(
+    store: SqlStore, engine: Engine
+) -> None:
+    email = "gone@example.org"
+    enroll_one(store, email, sequence="first")
+    enroll_one(store, email, sequence="second", due_at=NOW + timedelta(days=1))
+    (held,) = store.claim_due(now=NOW, owner="a", limit=10, lease=LEASE)
+
+    store.record(
+        [
+            Outcome(
+                delivery_id=held.id,
+                status=DeliveryStatus.BOUNCED,
+                at=NOW,
+                smtp_code=550,
+                error="550 5.1.1 no such user",
+                count_attempt=True,
+                suppress_reason="hard bounce",
+            )
+        ],
+        owner="a",
+    )
+
+    assert store.is_suppressed(email)
+    assert store.is_suppressed(" GONE@example.org ")
+    assert subscriber_status(engine, email) == SubscriberStatus.BOUNCED.value
+    enrollments = store.enrollments_for(email)
+    assert {item.status for item in enrollments} == {EnrollmentStatus.EXITED}
+    assert {item.end_reason for item in enrollments} == {"hard bounce"}
+    bounced = next(row for row in store.deliveries_for(email) if row.id == held.id)
+    assert bounced.status is DeliveryStatus.BOUNCED
+    assert bounced.last_error == "550 5.1.1 no such user"
+
+    # The other sequence's delivery is still in the queue; the dispatcher sees it is suppressed.
+    (other,) = store.claim_due(now=NOW + timedelta(days=1), owner="a", limit=10, lease=LEASE)
+    assert other.suppressed
+    assert other.subscriber.status is SubscriberStatus.BOUNCED
+
+    (again,) = store.enroll([new_enrollment(email, sequence="third")], now=NOW)
+    assert not again.created
+    assert again.reason == "suppressed"
+
+
+def test_release_gives_leases_back_to_the_owner_only(store: SqlStore) -> None:
+    enroll_one(store, "r1@example.org")
+    enroll_one(store, "r2@example.org")
+    first, _ = store.claim_due(now=NOW, owner="a", limit=10, lease=LEASE)
+
+    store.release([first.id], owner="b")
+    assert store.counts_by_status()["sending"] == 2
+
+    store.release([first.id], owner="a")
+    (row,) = store.deliveries_for(first.subscriber.email)
+    assert row.status is DeliveryStatus.QUEUED
+    assert row.lease_owner is None
+    assert row.lease_expires_at is None
+
+    assert store.release_all("a") == 1
+    counts = store.counts_by_status()
+    assert counts["queued"] == 2
+    assert counts["sending"] == 0
+    assert len(store.claim_due(now=NOW, owner="b", limit=10, lease=LEASE)) == 2
+
+
+def test_enroll_rejects_duplicates_suppressed_and_departed_subscribers(
+    store: SqlStore, engine: Engine
+) -> None:
+    enroll_one(store, "left@example.org", sequence="first", due_at=None)
+    with engine.begin() as connection:
+        connection.execute(
+            update(subscriber_table)
+            .where(subscriber_table.c.email == "left@example.org")
+            .values(status=SubscriberStatus.UNSUBSCRIBED.value)
+        )
+    enroll_one(store, "bounced@example.org")
+    (held,) = store.claim_due(now=NOW, owner="a", limit=10, lease=LEASE)
+    store.record(
+        [
+            Outcome(
+                delivery_id=held.id, status=DeliveryStatus.BOUNCED, at=NOW, suppress_reason="550"
+            )
+        ],
+        owner="a",
+    )
+
+    results = store.enroll(
+        [
+            new_enrollment("fresh@example.org"),
+            new_enrollment("fresh@example.org"),
+            new_enrollment("fresh@example.org", sequence="other"),
+            new_enrollment("bounced@example.org", sequence="other"),
+            new_enrollment("left@example.org", sequence="second"),
+            new_enrollment("left@example.org", sequence="third", consent_kind="resubscribe"),
+        ],
+        now=NOW,
+    )
+
+    assert [(result.created, result.reason) for result in results] == [
+        (True, ""),
+        (False, "already enrolled"),
+        (True, ""),
+        (False, "suppressed"),
+        (False, "subscriber unsubscribed"),
+        (True, ""),
+    ]
+    assert results[0].subscriber_id == results[1].subscriber_id == results[2].subscriber_id
+    assert results[1].enrollment_id is None
+    assert subscriber_status(engine, "left@example.org") == SubscriberStatus.ACTIVE.value
+    assert {item.sequence_key for item in store.enrollments_for("fresh@example.org")} == {
+        SEQUENCE,
+        "other",
+    }
+    (again,) = store.enroll([new_enrollment("fresh@example.org")], now=NOW)
+    assert (again.created, again.reason) == (False, "already enrolled")
+
+
+@pytest.mark.slow
+def test_enroll_ten_thousand_in_one_call(store: SqlStore, database_url: str) -> None:
+    count = 10_000
+    items = [
+        new_enrollment(f"bulk{i}@example.org", due_at=NOW + timedelta(seconds=i))
+        for i in range(count)
+    ]
+
+    started = time.perf_counter()
+    results = store.enroll(items, now=NOW)
+    elapsed = time.perf_counter() - started
+    print(f"\nenrolled {count} on {database_url.split(':', 1)[0]} in {elapsed:.2f} s")
+
+    assert len(results) == count
+    assert all(result.created for result in results)
+    assert len({result.subscriber_id for result in results}) == count
+    assert store.counts_by_status()["queued"] == count
+
+    started = time.perf_counter()
+    again = store.enroll(items[:2000], now=NOW)
+    print(f"re-enrolled 2000 duplicates in {time.perf_counter() - started:.2f} s")
+    assert {(result.created, result.reason) for result in again} == {(False, "already enrolled")}
+    assert store.counts_by_status()["queued"] == count
