@@ -136,6 +136,14 @@ class DeliveryStore(Protocol):
         """Give back leased deliveries untouched (status queued, lease cleared)."""
         ...
 
+    def release_all(self, owner: str) -> int:
+        """Give back everything `owner` still holds (graceful shutdown); returns the count."""
+        ...
+
+    def reap_expired(self, now: datetime) -> int:
+        """Return `sending` rows whose lease expired (their process died) to the queue."""
+        ...
+
 
 @dataclass(frozen=True)
 class ConsentRecord:

@@ -1,0 +1,7 @@
+"""Allows `python -m nurture ...`, used by `nurture run` to start its child services."""
+
+import sys
+
+from nurture.cli import main
+
+sys.exit(main())

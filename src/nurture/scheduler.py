@@ -1,0 +1,118 @@
+"""The scheduler service: APScheduler as a clock ticking the dispatcher, reaper and content reload."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from nurture.clock import utcnow
+from nurture.config import Settings
+from nurture.wiring import Runtime, runtime_from
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def sqlite_single_process(database_url: str) -> Iterator[None]:
+    """SQLite has no SKIP LOCKED: a second scheduler on the same file waits here instead of racing."""
+    if not database_url.startswith("sqlite"):
+        yield
+        return
+    path = Path(database_url.split("///", 1)[-1] + ".scheduler.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle: IO[str] = path.open("w")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another scheduler uses this SQLite database; waiting for it to stop "
+                        "(use PostgreSQL to run several schedulers)", extra={"lock": str(path)})
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        handle.close()
+
+
+class SchedulerService:
+    """Code-defined jobs on an in-memory job store; every piece of state lives in the database."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.dispatcher = runtime.dispatcher()
+        self.stopped = threading.Event()
+        self.ticks = 0
+        self._scheduler = BackgroundScheduler(
+            timezone="UTC",
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+
+    def tick(self) -> None:
+        try:
+            report = self.dispatcher.run(utcnow())
+            self.ticks += 1
+            if report.claimed:
+                log.info("tick", extra=report.as_dict())
+        except Exception:
+            # A lost database connection or relay must not kill the service: the next tick retries.
+            log.exception("dispatch tick failed; retrying on the next tick")
+
+    def reap(self) -> None:
+        try:
+            returned = self.runtime.store.reap_expired(utcnow())
+            if returned:
+                log.warning("expired leases returned to the queue", extra={"count": returned})
+        except Exception:
+            log.exception("reaping expired leases failed")
+
+    def reload_content(self) -> None:
+        try:
+            self.runtime.content.reload_if_changed()
+        except Exception:
+            log.exception("content reload failed; the last good version keeps sending")
+
+    def start(self) -> None:
+        settings = self.runtime.settings
+        add: Any = self._scheduler.add_job
+        add(self.tick, "interval", seconds=settings.tick_seconds, id="dispatch",
+            next_run_time=utcnow())
+        add(self.reap, "interval", seconds=max(settings.lease_seconds / 2, 5), id="reap")
+        add(self.reload_content, "interval", seconds=10, id="reload-content")
+        self._scheduler.start()
+        log.info("scheduler started", extra={"owner": self.dispatcher.owner,
+                                             "tick_seconds": settings.tick_seconds,
+                                             "content_version": self.runtime.content.current.version})
+
+    def stop(self) -> None:
+        """Finish the message in flight, release what this process still holds, stop the clock."""
+        self.dispatcher.request_stop()
+        self._scheduler.shutdown(wait=True)
+        released = self.runtime.store.release_all(self.dispatcher.owner)
+        self.dispatcher.transport.close()
+        log.info("scheduler stopped", extra={"released": released})
+        self.stopped.set()
+
+
+def run_scheduler(settings: Settings) -> int:
+    runtime = runtime_from(settings)
+    with sqlite_single_process(settings.database_url):
+        service = SchedulerService(runtime)
+        stop_requested = threading.Event()
+
+        def on_stop(signum: int, frame: object) -> None:
+            stop_requested.set()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, lambda signum, frame: service.reload_content())
+        service.start()
+        stop_requested.wait()
+        service.stop()
+    return 0

@@ -1,0 +1,195 @@
+"""End to end on SQLite and PostgreSQL: enroll, dispatch through time, real SMTP, messages parsed back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from sqlalchemy import update
+
+from nurture.config import parse_smtp_url
+from nurture.content import ContentHolder
+from nurture.dispatcher import Dispatcher, DispatchPolicy, message_id_for
+from nurture.enrollment import enroll, make_person
+from nurture.ports import ConsentRecord
+from nurture.rendering import Brand
+from nurture.store.models import Subscriber
+from nurture.store.repository import SqlStore
+from nurture.tokens import LinkMaker, TokenSigner
+from nurture.transports import SmtpTransport
+
+ROOT = Path(__file__).resolve().parents[2]
+# A Monday, 10:00 in London (GMT in winter), inside the sample's 09:00-20:00 window.
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+POSTAL = "Nurture Test, 12 Sample Road, Testville"
+
+
+@pytest.fixture
+def content() -> ContentHolder:
+    return ContentHolder(ROOT / "sequences", ROOT / "templates")
+
+
+@pytest.fixture
+def dispatcher(store: SqlStore, content: ContentHolder, smtp_server: Any) -> Dispatcher:
+    transport = SmtpTransport(parse_smtp_url(f"smtp://127.0.0.1:{smtp_server.port}"), timeout=5)
+    yield_value = Dispatcher(
+        store=store,
+        transport=transport,
+        content=content,
+        brand=Brand(sender="Nurture <hello@nurture.test>", discreet_sender_name="Weekly notes",
+                    postal_address=POSTAL, base_url="https://nurture.test"),
+        links=LinkMaker(base_url="https://nurture.test", signer=TokenSigner("x" * 32),
+                        unsubscribe_mailto="unsubscribe@nurture.test"),
+        owner="test-owner",
+        message_id_domain="nurture.test",
+        policy=DispatchPolicy(batch_size=50),
+    )
+    return yield_value
+
+
+def _enroll(store: SqlStore, content: ContentHolder, email: str, *, hesitations: tuple[str, ...],
+            time_zone: str = "Europe/London", now: datetime = T0, first_name: str | None = "Asha",
+            discreet: bool = False) -> None:
+    person = make_person(email, first_name, time_zone, hesitations, discreet)
+    results = enroll(store, content.current, [person], "sample",
+                     ConsentRecord(kind="operator", source="test"), now)
+    assert results[0].created, results[0].reason
+
+
+def _parts(message: EmailMessage) -> tuple[str, str]:
+    assert message.get_content_type() == "multipart/alternative"
+    text_part = message.get_body(("plain",))
+    html_part = message.get_body(("html",))
+    assert text_part is not None and html_part is not None
+    return cast(str, text_part.get_content()), cast(str, html_part.get_content())
+
+
+def test_sequence_arrives_in_order_at_the_right_times(store: SqlStore, content: ContentHolder,
+                                                      dispatcher: Dispatcher,
+                                                      smtp_server: Any) -> None:
+    _enroll(store, content, "asha@example.org", hesitations=("stigma",))
+
+    assert dispatcher.run(T0 - timedelta(minutes=1)).sent == 0
+    assert dispatcher.run(T0).sent == 1
+    assert dispatcher.run(T0).sent == 0, "a second dispatch at the same instant sends nothing"
+    assert dispatcher.run(T0 + timedelta(days=2) - timedelta(seconds=1)).sent == 0
+    assert dispatcher.run(T0 + timedelta(days=2)).sent == 1
+    assert dispatcher.run(T0 + timedelta(days=5) - timedelta(seconds=1)).sent == 0
+    assert dispatcher.run(T0 + timedelta(days=5)).sent == 1
+    assert dispatcher.run(T0 + timedelta(days=60)).claimed == 0
+
+    received = smtp_server.messages
+    assert len(received) == 3
+    subjects = [m.message["Subject"] for m in received]
+    assert subjects == ["Asha, you are not alone in this",
+                        "Why asking for help can feel risky to them",
+                        "One small step you can take this week"]
+    for item in received:
+        message = item.message
+        assert item.recipients == ("asha@example.org",)
+        assert message["To"] == "asha@example.org"
+        assert message["From"] == "Nurture <hello@nurture.test>"
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        unsubscribe = message["List-Unsubscribe"]
+        assert unsubscribe.startswith("<https://nurture.test/u/")
+        assert "<mailto:unsubscribe@nurture.test" in unsubscribe
+        assert message["Message-ID"].endswith("@nurture.test>")
+        text, html = _parts(message)
+        for part in (text, html):
+            assert POSTAL in part
+            assert "https://nurture.test/u/" in part
+            assert "https://nurture.test/p/" in part
+            assert "emergency" in part.lower()
+        assert "<style" not in html.split("<body", 1)[-1], "CSS is inlined into the body"
+        assert 'style="' in html
+
+    deliveries = store.deliveries_for("asha@example.org")
+    by_step = {d.step_key: d for d in deliveries}
+    assert [by_step[k].status.value for k in ("welcome", "understanding", "next-steps")] == \
+        ["sent", "sent", "sent"]
+    for delivery, item in zip((by_step["welcome"], by_step["understanding"],
+                               by_step["next-steps"]), received, strict=True):
+        assert item.message["Message-ID"] == message_id_for(delivery.id, "nurture.test")
+
+
+def test_conditional_step_is_skipped_with_its_reason(store: SqlStore, content: ContentHolder,
+                                                     dispatcher: Dispatcher,
+                                                     smtp_server: Any) -> None:
+    _enroll(store, content, "ben@example.org", hesitations=("vulnerability",), first_name=None)
+    assert dispatcher.run(T0).sent == 1
+    # The skipped step's two days still elapse: next-steps is due five days after the welcome.
+    assert dispatcher.run(T0 + timedelta(days=5) - timedelta(seconds=1)).sent == 0
+    assert dispatcher.run(T0 + timedelta(days=5)).sent == 1
+    subjects = [m.message["Subject"] for m in smtp_server.messages]
+    assert subjects == ["You are not alone in this", "One small step you can take this week"]
+    skipped = [d for d in store.deliveries_for("ben@example.org") if d.step_key == "understanding"]
+    assert skipped[0].status.value == "skipped"
+    assert "condition not met" in (skipped[0].skip_reason or "")
+
+
+def test_send_window_in_the_subscribers_time_zone(store: SqlStore, content: ContentHolder,
+                                                  dispatcher: Dispatcher, smtp_server: Any) -> None:
+    # 20:30 in Kolkata (UTC+05:30) is after the 09:00-20:00 window: the welcome waits for 09:00.
+    enrolled_at = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+    _enroll(store, content, "chitra@example.org", hesitations=("stigma",),
+            time_zone="Asia/Kolkata", now=enrolled_at)
+    assert dispatcher.run(enrolled_at).sent == 0
+    next_morning = datetime(2026, 3, 3, 3, 30, tzinfo=UTC)  # 09:00 IST
+    assert dispatcher.run(next_morning - timedelta(seconds=1)).sent == 0
+    assert dispatcher.run(next_morning).sent == 1
+
+
+def test_discreet_mode_uses_neutral_subject_and_sender(store: SqlStore, content: ContentHolder,
+                                                       dispatcher: Dispatcher,
+                                                       smtp_server: Any) -> None:
+    _enroll(store, content, "dev@example.org", hesitations=("stigma",), discreet=True)
+    assert dispatcher.run(T0).sent == 1
+    message = smtp_server.messages[0].message
+    assert message["Subject"] == "Your weekly notes have started"
+    assert message["From"] == "Weekly notes <hello@nurture.test>"
+
+
+def test_stopped_relay_leaves_everything_queued(store: SqlStore, content: ContentHolder,
+                                                dispatcher: Dispatcher, smtp_server: Any) -> None:
+    for index in range(3):
+        _enroll(store, content, f"p{index}@example.org", hesitations=("stigma",))
+    smtp_server.stop()
+    report = dispatcher.run(T0)
+    assert report.sent == 0 and report.deferred == 1 and report.released == 2
+    statuses = [d.status.value for i in range(3) for d in store.deliveries_for(f"p{i}@example.org")]
+    assert sorted(statuses) == ["deferred", "queued", "queued"]
+    smtp_server.start()
+    assert dispatcher.run(T0 + timedelta(hours=1)).sent == 3
+
+
+def test_unsubscribed_person_gets_nothing_more(store: SqlStore, content: ContentHolder,
+                                               dispatcher: Dispatcher, smtp_server: Any) -> None:
+    _enroll(store, content, "eve@example.org", hesitations=("stigma",))
+    assert dispatcher.run(T0).sent == 1
+    # Only the subscriber row changes, as when an unsubscribe lands between two sends: the queued
+    # row is still there, and the dispatcher must notice at send time.
+    with store.engine.begin() as connection:
+        connection.execute(update(Subscriber).where(Subscriber.email == "eve@example.org")
+                           .values(status="unsubscribed"))
+    report = dispatcher.run(T0 + timedelta(days=30))
+    assert report.sent == 0 and report.skipped == 1
+    assert len(smtp_server.messages) == 1
+
+
+def test_parsed_message_round_trip_is_standard(store: SqlStore, content: ContentHolder,
+                                               dispatcher: Dispatcher, smtp_server: Any) -> None:
+    _enroll(store, content, "fay@example.org", hesitations=("stigma",),
+            first_name="Fay <b>&\"'")
+    dispatcher.run(T0)
+    raw = smtp_server.messages[0].data
+    assert b"\r\n" in raw
+    message = cast(EmailMessage, message_from_bytes(raw, policy=default))
+    text, html = _parts(message)
+    assert "Fay <b>&\"'" in text
+    assert "Fay &lt;b&gt;&amp;" in html
+    assert "<b>&" not in html
