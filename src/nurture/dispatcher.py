@@ -6,12 +6,12 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from nurture.content import Content
-from nurture.model import Profile, Sequence
+from nurture.model import Profile, Sequence, Step
 from nurture.planner import in_window, next_in_window, plan_next
 from nurture.ports import (
     ClaimedDelivery,
@@ -26,10 +26,13 @@ from nurture.ports import (
     SubscriberStatus,
     Transport,
 )
-from nurture.rendering import Brand, Recipient, build_message
+from nurture.rendering import Brand, Links, Recipient, build_message
 from nurture.tokens import LinkMaker
 
 log = logging.getLogger(__name__)
+
+SYSTEM_SEQUENCE = "system"
+CONFIRM_STEP = "confirm"
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,8 @@ class Dispatcher:
             setattr(report, name, getattr(report, name) + 1)
 
     def _handle(self, claim: ClaimedDelivery, content: Content, now: datetime) -> Outcome:
+        if claim.kind is DeliveryKind.CONFIRMATION:
+            return self._confirmation(claim, content, now)
         if claim.kind is not DeliveryKind.STEP or claim.enrollment is None:
             return Outcome(claim.id, DeliveryStatus.SKIPPED, now,
                            error=f"no sender for {claim.kind.value} emails in this version")
@@ -190,9 +195,32 @@ class Dispatcher:
             return Outcome(claim.id, DeliveryStatus.QUEUED, now,
                            due_at=next_in_window(sequence.window, profile.time_zone, now),
                            error="outside send window")
+        return self._send(claim, content, sequence, step, self.links.for_subscriber(subscriber.id),
+                          now)
+
+    def _confirmation(self, claim: ClaimedDelivery, content: Content, now: datetime) -> Outcome:
+        """The double opt-in email: only to a pending subscriber, at any hour, nothing queued after."""
+        subscriber = claim.subscriber
+        if subscriber.status is not SubscriberStatus.PENDING:
+            return Outcome(claim.id, DeliveryStatus.SKIPPED, now,
+                           error=f"subscriber {subscriber.status.value}, not pending")
+        if claim.suppressed:
+            return Outcome(claim.id, DeliveryStatus.SKIPPED, now, error="address suppressed")
+        system = content.sequences.get(SYSTEM_SEQUENCE)
+        step = system.step(CONFIRM_STEP) if system is not None else None
+        if system is None or step is None:
+            return Outcome(claim.id, DeliveryStatus.QUEUED, now, due_at=now + timedelta(hours=1),
+                           error=f"no '{CONFIRM_STEP}' step in sequences/{SYSTEM_SEQUENCE}.yaml")
+        links = replace(self.links.for_subscriber(subscriber.id),
+                        action_url=self.links.confirm_url(subscriber.id))
+        return self._send(claim, content, system, step, links, now)
+
+    def _send(self, claim: ClaimedDelivery, content: Content, sequence: Sequence, step: Step,
+              links: Links, now: datetime) -> Outcome:
+        subscriber = claim.subscriber
+        profile = _profile(claim)
         message_id = message_id_for(claim.id, self.message_id_domain)
         try:
-            links = self.links.for_subscriber(subscriber.id)
             rendered = content.library.render(
                 sequence, step, Recipient(subscriber.email, subscriber.first_name, profile),
                 links, self.brand)
@@ -215,6 +243,9 @@ class Dispatcher:
 
     def _after_send(self, claim: ClaimedDelivery, sequence: Sequence, profile: Profile,
                     result: SendResult, message_id: str, version: str, now: datetime) -> Outcome:
+        if result.ok and (claim.enrollment is None or claim.step_key is None):
+            return Outcome(claim.id, DeliveryStatus.SENT, now, smtp_code=result.code,
+                           message_id=message_id, content_version=version, count_attempt=True)
         if result.ok:
             assert claim.enrollment is not None and claim.step_key is not None
             done = claim.enrollment.done_step_keys | {claim.step_key}
@@ -229,7 +260,8 @@ class Dispatcher:
             log.warning("hard bounce", extra={"delivery": str(claim.id), "code": result.code})
             return Outcome(claim.id, DeliveryStatus.BOUNCED, now, smtp_code=result.code,
                            error=result.message, message_id=message_id, count_attempt=True,
-                           end_enrollment=EnrollmentStatus.EXITED, end_reason="bounced",
+                           end_enrollment=EnrollmentStatus.EXITED if claim.enrollment else None,
+                           end_reason="bounced" if claim.enrollment else None,
                            suppress_reason=f"hard bounce {result.code}")
         if result.error_kind is SendErrorKind.CONNECTION:
             log.warning("smtp connection failed", extra={"delivery": str(claim.id)})

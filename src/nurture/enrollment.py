@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 
-from nurture.content import Content
+from nurture.content import Content, UnknownSequence
 from nurture.model import Profile
 from nurture.planner import plan_next
 from nurture.ports import ConsentRecord, EnrollmentStore, EnrollResult, NewEnrollment
@@ -106,6 +106,8 @@ def make_person(email: str, first_name: str | None = None, time_zone: str = "UTC
 
 def new_enrollment(person: Person, content: Content, sequence_key: str, consent: ConsentRecord,
                    now: datetime) -> NewEnrollment:
+    if sequence_key == "system":
+        raise UnknownSequence("the 'system' sequence holds system emails; nobody can be enrolled in it")
     sequence = content.sequence(sequence_key)
     profile = Profile(time_zone=person.time_zone, hesitations=person.hesitations,
                       discreet=person.discreet, locale=person.locale)

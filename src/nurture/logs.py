@@ -34,5 +34,5 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Library loggers that would otherwise print message content or CSS noise.
-    for noisy in ("cssutils", "mail.log", "aiosmtpd", "apscheduler.executors.default"):
+    for noisy in ("cssutils", "mail.log", "aiosmtpd", "alembic", "apscheduler.executors.default"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

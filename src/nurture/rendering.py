@@ -64,6 +64,7 @@ BODY_VARIABLES: Final[frozenset[str]] = frozenset(
         "postal_address",
         "unsubscribe_url",
         "preferences_url",
+        "action_url",
     }
 )
 LAYOUT_VARIABLES: Final[frozenset[str]] = BODY_VARIABLES | {
@@ -75,7 +76,13 @@ LAYOUT_VARIABLES: Final[frozenset[str]] = BODY_VARIABLES | {
 }
 # Values that differ per recipient: printed only, never structural, so they can be placeholders.
 # The order fixes each placeholder's digit.
-PERSONAL_VARIABLES: Final[tuple[str, ...]] = ("first_name", "email", "unsubscribe_url", "preferences_url")
+PERSONAL_VARIABLES: Final[tuple[str, ...]] = (
+    "first_name",
+    "email",
+    "unsubscribe_url",
+    "preferences_url",
+    "action_url",
+)
 
 HTML_LAYOUT: Final = "layouts/email.html"
 TEXT_LAYOUT: Final = "layouts/email.txt"
@@ -138,6 +145,8 @@ class Links:
     preferences_url: str
     """Pause / change settings page."""
     unsubscribe_mailto: str | None = None
+    action_url: str | None = None
+    """The one link a transactional email is about, such as the confirmation link."""
 
 
 @dataclass(frozen=True)
@@ -1026,6 +1035,7 @@ class TemplateLibrary:
             "postal_address": postal_address,
             "unsubscribe_url": values["unsubscribe_url"],
             "preferences_url": values["preferences_url"],
+            "action_url": values["action_url"],
         }
 
     def _body_parts(self, step: Step, context: Mapping[str, Any], *, discreet: bool) -> tuple[str, str]:
@@ -1118,6 +1128,7 @@ class TemplateLibrary:
             "email": recipient.email.strip(),
             "unsubscribe_url": _check_url("unsubscribe_url", links.unsubscribe_url, _URL),
             "preferences_url": _check_url("preferences_url", links.preferences_url, _URL),
+            "action_url": _check_url("action_url", links.action_url, _URL) if links.action_url else "",
         }
 
     def _headers(

@@ -21,10 +21,13 @@ log = logging.getLogger(__name__)
 
 
 @contextmanager
-def sqlite_single_process(database_url: str) -> Iterator[None]:
-    """SQLite has no SKIP LOCKED: a second scheduler on the same file waits here instead of racing."""
+def sqlite_single_process(database_url: str, stop: threading.Event) -> Iterator[bool]:
+    """SQLite has no SKIP LOCKED: a second scheduler on the same file waits here instead of racing.
+
+    Yields False when a stop was requested while waiting.
+    """
     if not database_url.startswith("sqlite"):
-        yield
+        yield True
         return
     path = Path(database_url.split("///", 1)[-1] + ".scheduler.lock")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,8 +38,13 @@ def sqlite_single_process(database_url: str) -> Iterator[None]:
         except BlockingIOError:
             log.warning("another scheduler uses this SQLite database; waiting for it to stop "
                         "(use PostgreSQL to run several schedulers)", extra={"lock": str(path)})
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+            while not stop.wait(0.5):
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    continue
+        yield not stop.is_set()
     finally:
         handle.close()
 
@@ -102,15 +110,17 @@ class SchedulerService:
 
 def run_scheduler(settings: Settings) -> int:
     runtime = runtime_from(settings)
-    with sqlite_single_process(settings.database_url):
+    stop_requested = threading.Event()
+
+    def on_stop(signum: int, frame: object) -> None:
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    with sqlite_single_process(settings.database_url, stop_requested) as may_run:
+        if not may_run:
+            return 0
         service = SchedulerService(runtime)
-        stop_requested = threading.Event()
-
-        def on_stop(signum: int, frame: object) -> None:
-            stop_requested.set()
-
-        signal.signal(signal.SIGTERM, on_stop)
-        signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, lambda signum, frame: service.reload_content())
         service.start()
         stop_requested.wait()

@@ -50,6 +50,9 @@ class LinkMaker:
     signer: TokenSigner
     unsubscribe_mailto: str | None = None
 
+    def confirm_url(self, subscriber_id: UUID) -> str:
+        return f"{self.base_url}/confirm/{self.signer.sign('confirm', subscriber_id)}"
+
     def for_subscriber(self, subscriber_id: UUID) -> Links:
         unsubscribe = self.signer.sign("unsubscribe", subscriber_id)
         preferences = self.signer.sign("preferences", subscriber_id)
