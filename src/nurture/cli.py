@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from nurture.cli_marketing import MarketingError
 from nurture.clock import parse_instant, utcnow
 from nurture.config import Settings, SettingsError, load_settings
 from nurture.problems import ContentInvalid, Severity
@@ -249,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     web.set_defaults(handler=cmd_web)
     commands.add_parser("run", help="the whole product on this machine (development)") \
         .set_defaults(handler=cmd_run)
+    from nurture import cli_marketing
+
+    cli_marketing.register(commands)
     return parser
 
 
@@ -271,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("nurture: the content has errors; run `nurture sequences validate`:\n"
                          f"{error}\n")
         return EXIT_FAILED
-    except CommandError as error:
+    except (CommandError, MarketingError) as error:
         sys.stderr.write(f"nurture: {error}\n")
         return EXIT_FAILED
     except Exception as error:

@@ -1,0 +1,33 @@
+"""Running the `nurture` command as a subprocess with a clean NURTURE_* environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def nurture(*args: str, env: dict[str, str], cwd: Path | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nurture", *args], env=env, cwd=cwd or ROOT,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, smtp_server: Any) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
+    env.update({
+        "NURTURE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "NURTURE_SMTP_URL": f"smtp://127.0.0.1:{smtp_server.port}",
+        "NURTURE_SEQUENCES_DIR": str(ROOT / "sequences"),
+        "NURTURE_TEMPLATES_DIR": str(ROOT / "templates"),
+        "NURTURE_BASE_URL": "https://nurture.test",
+        "NURTURE_SENDER": "Nurture <hello@nurture.test>",
+    })
+    return env
