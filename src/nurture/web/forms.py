@@ -1,0 +1,261 @@
+"""What people submit, turned into validated values or one plain error message per field; also the
+JSON API's request and response models."""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Final, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import FormData
+
+from nurture.enrollment import (
+    MAX_EMAIL_LENGTH,
+    MAX_NAME_LENGTH,
+    Person,
+    PersonInvalid,
+    check_hesitations,
+    check_time_zone,
+    clean_first_name,
+    normalize_email,
+)
+from nurture.reasons import REASONS
+
+# The exact words shown next to the consent checkbox. Changing them means a new form version
+# (WebOptions.form_version): each consent record stores the sha256 of the text the person saw.
+CONSENT_TEXT: Final = (
+    "I am 18 or older. I would like to receive a short series of emails about couples therapy and "
+    "a hesitant partner. I understand that my address, my answers and a record of this agreement "
+    "(time, IP address and browser) are kept to send them, that I can pause or unsubscribe with "
+    "one click in every email, and that I can download or erase my data at any time."
+)
+CONSENT_TEXT_SHA256: Final = hashlib.sha256(CONSENT_TEXT.encode("utf-8")).hexdigest()
+
+SAFETY_QUESTION: Final = "Do you feel unsafe with your partner, or are you in crisis right now?"
+LOCALES: Final[dict[str, str]] = {"en": "English", "en-IN": "English (India)"}
+HONEYPOT_FIELD: Final = "website"
+# Far above any real value; stops a huge paste before the slower checks run on it.
+MAX_RAW_LENGTH: Final = 1000
+MAX_PAUSE_DAYS: Final = 366
+PAUSE_CHOICES: Final[dict[str, timedelta]] = {"2w": timedelta(weeks=2), "1m": timedelta(days=30)}
+
+MESSAGES: Final[dict[str, str]] = {
+    "email_missing": "Please enter your email address.",
+    "email_long": f"This address is too long ({MAX_EMAIL_LENGTH} characters at most).",
+    "one_line": "Please use one line, without line breaks or special characters.",
+    "name_long": f"Please use {MAX_NAME_LENGTH} characters or fewer.",
+    "reasons": "Please choose from the options shown.",
+    "time_zone": "Please enter a time zone such as Europe/London or Asia/Kolkata, or leave UTC.",
+    "locale": "Please choose a language from the list.",
+    "consent": "To sign up, please confirm that you are 18 or older and agree to these emails.",
+    "safety": "Please answer this question. It helps us check that these emails are right for you.",
+    "pause_choice": "Please choose how long to pause for.",
+    "pause_date": "Please choose a date in the coming year, after today.",
+}
+
+
+@dataclass(frozen=True)
+class SignupValues:
+    """The raw submission, kept so the form can show it again next to any error."""
+
+    email: str = ""
+    first_name: str = ""
+    hesitations: tuple[str, ...] = ()
+    time_zone: str = "UTC"
+    locale: str = "en"
+    discreet: bool = False
+    consent: bool = False
+    safety: str = ""
+    honeypot: str = ""
+
+
+@dataclass(frozen=True)
+class SignupCheck:
+    values: SignupValues
+    person: Person | None
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def unsafe(self) -> bool:
+        return self.values.safety == "yes"
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _texts(form: FormData, name: str) -> tuple[str, ...]:
+    return tuple(value for value in form.getlist(name) if isinstance(value, str))
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
+def signup_values(form: FormData) -> SignupValues:
+    return SignupValues(
+        email=_text(form, "email"),
+        first_name=_text(form, "first_name"),
+        hesitations=_texts(form, "hesitations"),
+        time_zone=_text(form, "time_zone") or "UTC",
+        locale=_text(form, "locale") or "en",
+        discreet=_text(form, "discreet") == "yes",
+        consent=_text(form, "consent") == "yes",
+        safety=_text(form, "safety"),
+        honeypot=_text(form, HONEYPOT_FIELD),
+    )
+
+
+def check_signup(values: SignupValues) -> SignupCheck:
+    """Every field checked independently, so the person sees all problems at once."""
+    errors: dict[str, str] = {}
+    email = _check_email(values.email, errors)
+    first_name = _check_first_name(values.first_name, errors)
+    hesitations = check_answers(values.hesitations, errors)
+    time_zone = values.time_zone.strip() or "UTC"
+    if len(time_zone) > 64 or _has_control(time_zone):
+        errors["time_zone"] = MESSAGES["time_zone"]
+    else:
+        try:
+            time_zone = check_time_zone(time_zone)
+        except PersonInvalid:
+            errors["time_zone"] = MESSAGES["time_zone"]
+    if values.locale not in LOCALES:
+        errors["locale"] = MESSAGES["locale"]
+    if not values.consent:
+        errors["consent"] = MESSAGES["consent"]
+    if values.safety not in ("yes", "no"):
+        errors["safety"] = MESSAGES["safety"]
+    if errors or email is None:
+        return SignupCheck(values=values, person=None, errors=errors)
+    person = Person(email=email, first_name=first_name, time_zone=time_zone,
+                    hesitations=hesitations, discreet=values.discreet, locale=values.locale)
+    return SignupCheck(values=values, person=person)
+
+
+def _check_email(raw: str, errors: dict[str, str]) -> str | None:
+    if not raw.strip():
+        errors["email"] = MESSAGES["email_missing"]
+        return None
+    if len(raw) > MAX_RAW_LENGTH:
+        errors["email"] = MESSAGES["email_long"]
+        return None
+    # Checked before any trimming: a line break anywhere means the value was made, not typed.
+    if _has_control(raw):
+        errors["email"] = MESSAGES["one_line"]
+        return None
+    try:
+        return normalize_email(raw)
+    except PersonInvalid as error:
+        detail = str(error).removeprefix("email: ")
+        errors["email"] = (MESSAGES["email_long"] if "longer than" in detail
+                           else f"Please check your email address. {detail}")
+        return None
+
+
+def _check_first_name(raw: str, errors: dict[str, str]) -> str | None:
+    if len(raw) > MAX_RAW_LENGTH:
+        errors["first_name"] = MESSAGES["name_long"]
+        return None
+    if _has_control(raw):
+        errors["first_name"] = MESSAGES["one_line"]
+        return None
+    try:
+        return clean_first_name(raw)
+    except PersonInvalid as error:
+        errors["first_name"] = (MESSAGES["name_long"] if "longer than" in str(error)
+                                else MESSAGES["one_line"])
+        return None
+
+
+def check_answers(raw: tuple[str, ...] | list[str], errors: dict[str, str]) -> frozenset[str]:
+    if len(raw) > len(REASONS):
+        errors["hesitations"] = MESSAGES["reasons"]
+        return frozenset()
+    try:
+        return check_hesitations(value[:100] for value in raw)
+    except PersonInvalid:
+        errors["hesitations"] = MESSAGES["reasons"]
+        return frozenset()
+
+
+def pause_until(form: FormData, *, now: datetime, time_zone: str) -> tuple[datetime | None, str]:
+    """The end of the pause chosen on the preferences page, or None and the error message.
+
+    A date means "until that morning": midnight at its start in the subscriber's own time zone."""
+    choice = _text(form, "pause")
+    if choice in PAUSE_CHOICES:
+        return now + PAUSE_CHOICES[choice], ""
+    if choice != "date":
+        return None, MESSAGES["pause_choice"]
+    try:
+        day = date.fromisoformat(_text(form, "until")[:10])
+    except ValueError:
+        return None, MESSAGES["pause_date"]
+    zone = ZoneInfo(time_zone)
+    today = now.astimezone(zone).date()
+    if not today < day <= today + timedelta(days=MAX_PAUSE_DAYS):
+        return None, MESSAGES["pause_date"]
+    return datetime.combine(day, time(0, 0), tzinfo=zone).astimezone(UTC), ""
+
+
+# -- the JSON API -------------------------------------------------------------------------------
+
+
+class SignupRequest(BaseModel):
+    """A signup from a form embedded on another site: the same rules and double opt-in as the page."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(max_length=MAX_RAW_LENGTH, examples=["sam@example.org"])
+    first_name: str | None = Field(default=None, max_length=MAX_RAW_LENGTH)
+    hesitations: list[str] = Field(
+        default_factory=list, max_length=len(REASONS),
+        description="What seems to hold the partner back; keys: " + ", ".join(REASONS))
+    time_zone: str = Field(default="UTC", max_length=64, description="An IANA time zone name.",
+                           examples=["Europe/London"])
+    locale: Literal["en", "en-IN"] = "en"
+    discreet: bool = Field(default=False, description="Neutral subjects and sender name.")
+    consent: bool = Field(description="Must be true: the person is 18 or older and agreed to "
+                          f"this text, shown to them word for word: \"{CONSENT_TEXT}\"")
+    unsafe: bool = Field(description=f"The answer to \"{SAFETY_QUESTION}\" When true nothing is "
+                         "stored and the response carries crisis resources to show instead.")
+    website: str = Field(default="", max_length=MAX_RAW_LENGTH,
+                         description="Leave empty (a field hidden from people, filled by bots).")
+
+    def values(self) -> SignupValues:
+        return SignupValues(
+            email=self.email, first_name=self.first_name or "",
+            hesitations=tuple(self.hesitations), time_zone=self.time_zone or "UTC",
+            locale=self.locale, discreet=self.discreet, consent=self.consent,
+            safety="yes" if self.unsafe else "no", honeypot=self.website,
+        )
+
+
+class SignupAccepted(BaseModel):
+    status: Literal["accepted"] = "accepted"
+    message: str = ("If this address can receive our emails, a link to confirm it is on its way. "
+                    "Nothing is sent until it is clicked.")
+
+
+class CrisisLineModel(BaseModel):
+    name: str
+    contact: str
+    note: str = ""
+
+
+class CrisisModel(BaseModel):
+    heading: str
+    text: str
+    lines: list[CrisisLineModel]
+
+
+class SignupNotTaken(BaseModel):
+    status: Literal["not_signed_up"] = "not_signed_up"
+    message: str = "Nothing was stored. Please show these resources instead."
+    crisis: CrisisModel
