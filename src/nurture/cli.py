@@ -144,14 +144,20 @@ def cmd_mailcatcher(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from nurture.web.app import create_app
-
-    app = create_app(settings)
+    host = args.host or settings.web_host
+    port = args.port or settings.web_port
     # proxy_headers=False: the app alone decides which X-Forwarded-For to believe
     # (NURTURE_TRUSTED_PROXIES). No access log: token links would be written to it.
-    uvicorn.run(app, host=args.host or settings.web_host, port=args.port or settings.web_port,
-                proxy_headers=False, server_header=False, access_log=False,
-                log_config=None)
+    options = {"host": host, "port": port, "proxy_headers": False, "server_header": False,
+               "access_log": False, "log_config": None}
+    if args.workers > 1:
+        # Worker processes import the app themselves, so they get it from a factory.
+        uvicorn.run("nurture.web.factory:app_from_environment", factory=True,
+                    workers=args.workers, **options)  # type: ignore[arg-type]
+        return EXIT_OK
+    from nurture.web.app import create_app
+
+    uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
     return EXIT_OK
 
 
@@ -247,12 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     web = commands.add_parser("web", help="the signup, confirmation and preferences web app")
     web.add_argument("--host", help="address to listen on (default NURTURE_WEB_HOST)")
     web.add_argument("--port", type=int, help="port to listen on (default NURTURE_WEB_PORT)")
+    web.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     web.set_defaults(handler=cmd_web)
     commands.add_parser("run", help="the whole product on this machine (development)") \
         .set_defaults(handler=cmd_run)
-    from nurture import cli_marketing
+    from nurture import cli_marketing, cli_ops
 
     cli_marketing.register(commands)
+    cli_ops.register(commands)
     return parser
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import unquote, urlsplit
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "dev-only-secret-key-change-me"
+DEFAULT_POSTAL_ADDRESS = "Nurture, 1 Example Street, Example City"
 
 
 class SettingsError(Exception):
@@ -97,7 +98,8 @@ class Environment(StrEnum):
 class Settings(BaseSettings):
     """Every setting, read from the environment (prefix NURTURE_) or a `.env` file."""
 
-    model_config = SettingsConfigDict(env_prefix="NURTURE_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="NURTURE_", env_file=".env", extra="ignore",
+                                      env_ignore_empty=True)
 
     environment: Environment = Environment.DEVELOPMENT
     database_url: Annotated[str, AfterValidator(_check_database_url)] = "sqlite:///var/nurture.db"
@@ -108,10 +110,9 @@ class Settings(BaseSettings):
     sender: str = "Nurture <hello@nurture.localhost>"
     discreet_sender_name: str = "Weekly notes"
     unsubscribe_mailto: str | None = None
-    postal_address: str = "Nurture, 1 Example Street, Example City"
+    postal_address: str = DEFAULT_POSTAL_ADDRESS
     sequences_dir: Path = Path("sequences")
     templates_dir: Path = Path("templates")
-    default_sequence: str = "partner-hesitant"
     tick_seconds: float = Field(default=5.0, gt=0, le=3600)
     batch_size: int = Field(default=200, ge=1, le=10_000)
     lease_seconds: int = Field(default=300, ge=10, le=86_400)
@@ -143,6 +144,22 @@ class Settings(BaseSettings):
             raise ValueError("is required by anti-spam law in most countries; give the sender's address")
         return value
 
+    @model_validator(mode="after")
+    def _production_is_strict(self) -> Settings:
+        if self.environment is not Environment.PRODUCTION:
+            return self
+        problems = []
+        if self.secret_key == DEFAULT_SECRET_KEY:
+            problems.append("secret_key: set a long random value (the default is public)")
+        if not self.base_url.startswith("https://"):
+            problems.append("base_url: must be https:// in production (one-click unsubscribe and "
+                            "tokens travel in it)")
+        if self.postal_address == DEFAULT_POSTAL_ADDRESS:
+            problems.append("postal_address: give the sender's real postal address")
+        if problems:
+            raise ValueError("production mode refuses: " + "; ".join(problems))
+        return self
+
     @property
     def smtp(self) -> SmtpEndpoint:
         return parse_smtp_url(self.smtp_url)
@@ -165,6 +182,12 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as error:
         lines = []
         for problem in error.errors():
-            name = "NURTURE_" + "_".join(str(part) for part in problem["loc"]).upper()
-            lines.append(f"{name}: {problem['msg']}")
+            if problem["loc"]:
+                name = "NURTURE_" + "_".join(str(part) for part in problem["loc"]).upper()
+                lines.append(f"{name}: {problem['msg']}")
+            else:
+                message = str(problem["msg"]).removeprefix("Value error, ")
+                for part in message.removeprefix("production mode refuses: ").split("; "):
+                    field, _, why = part.partition(": ")
+                    lines.append(f"NURTURE_{field.upper()}: production mode refuses it: {why}")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
