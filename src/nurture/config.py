@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     sender: str = "Nurture <hello@nurture.localhost>"
     discreet_sender_name: str = "Weekly notes"
     unsubscribe_mailto: str | None = None
+    booking_url: Annotated[str, AfterValidator(_check_base_url)] | None = None
+    api_key: str | None = Field(default=None, min_length=24)
     postal_address: str = DEFAULT_POSTAL_ADDRESS
     sequences_dir: Path = Path("sequences")
     templates_dir: Path = Path("templates")

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nurture.content_warnings import check_warnings
 from nurture.model import Sequence
 from nurture.problems import ContentInvalid, ContentProblem, Severity
 from nurture.rendering import TemplateLibrary
@@ -82,6 +83,13 @@ def check_content(sequences_dir: Path, templates_dir: Path) -> tuple[dict[str, S
     for sequence in sequences.values():
         for step in sequence.steps:
             problems.extend(library.check_step(sequence, step))
+    problems.extend(check_warnings(sequences, templates_dir))
+    for sequence in sequences.values():
+        for event, target in sequence.follow_ups:
+            if target not in sequences or target == "system":
+                problems.append(ContentProblem(sequence.source, 0, f"follow_up for {event} names "
+                                               f"'{target}', which is not a sequence",
+                                               f"create sequences/{target}.yaml or fix the key"))
     return sequences, library, problems
 
 

@@ -104,6 +104,8 @@ class Sequence:
     steps: tuple[Step, ...]
     window: SendWindow = field(default_factory=SendWindow)
     exit_on: frozenset[str] = frozenset()
+    follow_ups: tuple[tuple[str, str], ...] = ()
+    """(event, sequence key): after this event ends the sequence, enroll in that one."""
     source: Path = Path()
 
     def step(self, key: str) -> Step | None:

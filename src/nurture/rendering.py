@@ -5,6 +5,7 @@ Marketer templates run in Jinja's sandbox; CSS is inlined once per distinct stru
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import logging
@@ -65,6 +66,8 @@ BODY_VARIABLES: Final[frozenset[str]] = frozenset(
         "unsubscribe_url",
         "preferences_url",
         "action_url",
+        "booked_url",
+        "booking",
     }
 )
 LAYOUT_VARIABLES: Final[frozenset[str]] = BODY_VARIABLES | {
@@ -82,6 +85,7 @@ PERSONAL_VARIABLES: Final[tuple[str, ...]] = (
     "unsubscribe_url",
     "preferences_url",
     "action_url",
+    "booked_url",
 )
 
 HTML_LAYOUT: Final = "layouts/email.html"
@@ -147,6 +151,8 @@ class Links:
     unsubscribe_mailto: str | None = None
     action_url: str | None = None
     """The one link a transactional email is about, such as the confirmation link."""
+    booked_url: str | None = None
+    """"We booked a consult": one click that ends the sequence as a conversion."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +163,8 @@ class Brand:
     """Neutral display name used in discreet mode, with the sender's address."""
     postal_address: str
     base_url: str
+    booking_url: str | None = None
+    """Where the consult invitation sends people to book; overrides the locale file's link."""
 
 
 _TRIAL_BRAND: Final = Brand(
@@ -198,6 +206,8 @@ class LocaleData:
     crisis: CrisisInfo
     resources: tuple[Mapping[str, str], ...]
     path: Path
+    booking: Mapping[str, str] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+    """The consult booking link and its label (`booking: {url, label}` in the locale file)."""
 
 
 @dataclass(frozen=True)
@@ -643,7 +653,13 @@ def _parse_locale(key: str, path: Path) -> LocaleData:
         text=_string(crisis, "text", "crisis"),
         lines=tuple(lines),
     )
-    return LocaleData(key=key, crisis=info, resources=tuple(resources), path=path)
+    booking_raw = raw.get("booking", {})
+    if not isinstance(booking_raw, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in booking_raw.items()
+    ):
+        raise _LocaleError("'booking' must be a mapping with url and label")
+    return LocaleData(key=key, crisis=info, resources=tuple(resources), path=path,
+                      booking=MappingProxyType(dict(booking_raw)))
 
 
 def _normalize_locale(locale: str) -> str:
@@ -914,7 +930,7 @@ class TemplateLibrary:
                 step,
                 profile,
                 self.locale_data(locale),
-                postal_address=_TRIAL_BRAND.postal_address,
+                brand=_TRIAL_BRAND,
                 values=dict.fromkeys(PERSONAL_VARIABLES, "x") | {"first_name": first_name},
             )
             # Any exception is a content problem for the marketer, not a crash of the check.
@@ -1020,10 +1036,14 @@ class TemplateLibrary:
         profile: Profile,
         locale: LocaleData,
         *,
-        postal_address: str,
+        brand: Brand,
         values: Mapping[str, str],
     ) -> dict[str, Any]:
+        booking = {"url": brand.booking_url or locale.booking.get("url", ""),
+                   "label": locale.booking.get("label", "")}
         return {
+            "booking": booking,
+            "booked_url": values["booked_url"],
             "first_name": values["first_name"],
             "hesitations": profile.hesitations,
             "discreet": profile.discreet,
@@ -1032,7 +1052,7 @@ class TemplateLibrary:
             "step": step.key,
             "crisis": locale.crisis,
             "resources": locale.resources,
-            "postal_address": postal_address,
+            "postal_address": brand.postal_address,
             "unsubscribe_url": values["unsubscribe_url"],
             "preferences_url": values["preferences_url"],
             "action_url": values["action_url"],
@@ -1129,6 +1149,7 @@ class TemplateLibrary:
             "unsubscribe_url": _check_url("unsubscribe_url", links.unsubscribe_url, _URL),
             "preferences_url": _check_url("preferences_url", links.preferences_url, _URL),
             "action_url": _check_url("action_url", links.action_url, _URL) if links.action_url else "",
+            "booked_url": _check_url("booked_url", links.booked_url, _URL) if links.booked_url else "",
         }
 
     def _headers(
@@ -1152,7 +1173,7 @@ class TemplateLibrary:
         values = self._personal_values(recipient, links)
         locale = self.locale_data(profile.locale)
         context = self._context(
-            sequence, step, profile, locale, postal_address=brand.postal_address, values=values
+            sequence, step, profile, locale, brand=brand, values=values
         )
         from_header, subject, preheader = self._headers(step, context, brand, profile.discreet)
         structure = self._structure(sequence, step, profile, locale, brand, values)
@@ -1199,6 +1220,7 @@ class TemplateLibrary:
             has_first_name,
             brand.postal_address,
             brand.base_url,
+            brand.booking_url,
         )
         structure = self._cache.get(key)
         if structure is None:
@@ -1247,7 +1269,7 @@ class TemplateLibrary:
             step,
             profile,
             locale,
-            postal_address=brand.postal_address,
+            brand=brand,
             values=placeholders,
         )
         _, subject, preheader = self._headers(step, context, brand, profile.discreet)
@@ -1300,7 +1322,7 @@ class TemplateLibrary:
         values = self._personal_values(recipient, links)
         locale = self.locale_data(profile.locale)
         context = self._context(
-            sequence, step, profile, locale, postal_address=brand.postal_address, values=values
+            sequence, step, profile, locale, brand=brand, values=values
         )
         from_header, subject, preheader = self._headers(step, context, brand, profile.discreet)
         if step.template.endswith(".md"):

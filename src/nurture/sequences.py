@@ -18,7 +18,7 @@ from nurture.reasons import KNOWN_REASONS
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 KNOWN_EXIT_EVENTS = frozenset({"consult_booked"})
-SEQUENCE_FIELDS = {"key", "name", "window", "exit_on", "steps", "description"}
+SEQUENCE_FIELDS = {"key", "name", "window", "exit_on", "follow_up", "steps", "description"}
 STEP_FIELDS = {
     "key",
     "delay",
@@ -228,6 +228,19 @@ def load_sequence_file(path: Path) -> tuple[Sequence | None, list[ContentProblem
                 reader.problem(item, f"unknown exit event '{event}'",
                                f"use one of: {', '.join(sorted(KNOWN_EXIT_EVENTS))}")
             exit_on.add(event)
+    follow_ups: list[tuple[str, str]] = []
+    if "follow_up" in fields:
+        for event, (event_node, target_node) in reader.mapping(
+                fields["follow_up"][1], "follow_up", set(KNOWN_EXIT_EVENTS)).items():
+            target = str(getattr(target_node, "value", ""))
+            if event not in exit_on:
+                reader.problem(event_node, f"follow_up names '{event}', which is not in exit_on",
+                               f"add {event} to exit_on, or remove this follow-up")
+            elif not KEY_PATTERN.match(target):
+                reader.problem(target_node, f"'{target}' is not a sequence key",
+                               "name the key of another sequence, e.g. preparing-together")
+            else:
+                follow_ups.append((event, target))
     steps: list[Step] = []
     if "steps" not in fields:
         reader.problem(root, "the sequence has no steps", "add `steps:` with at least one step")
@@ -251,4 +264,4 @@ def load_sequence_file(path: Path) -> tuple[Sequence | None, list[ContentProblem
     ):
         return None, problems
     return Sequence(key=key, name=name, steps=tuple(steps), window=window,
-                    exit_on=frozenset(exit_on), source=path), problems
+                    exit_on=frozenset(exit_on), follow_ups=tuple(follow_ups), source=path), problems

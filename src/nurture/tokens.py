@@ -56,6 +56,7 @@ class LinkMaker:
     def for_subscriber(self, subscriber_id: UUID) -> Links:
         unsubscribe = self.signer.sign("unsubscribe", subscriber_id)
         preferences = self.signer.sign("preferences", subscriber_id)
+        booked = self.signer.sign("booked", subscriber_id)
         mailto = None
         if self.unsubscribe_mailto:
             mailto = f"mailto:{self.unsubscribe_mailto}?subject=unsubscribe%20{unsubscribe}"
@@ -63,4 +64,5 @@ class LinkMaker:
             unsubscribe_url=f"{self.base_url}/u/{unsubscribe}",
             preferences_url=f"{self.base_url}/p/{preferences}",
             unsubscribe_mailto=mailto,
+            booked_url=f"{self.base_url}/booked/{booked}",
         )

@@ -21,7 +21,8 @@ from nurture.transports import transport_from_settings
 
 def brand_from(settings: Settings) -> Brand:
     return Brand(sender=settings.sender, discreet_sender_name=settings.discreet_sender_name,
-                 postal_address=settings.postal_address, base_url=settings.base_url)
+                 postal_address=settings.postal_address, base_url=settings.base_url,
+                 booking_url=settings.booking_url)
 
 
 def links_from(settings: Settings) -> LinkMaker:
