@@ -57,11 +57,17 @@ def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_sequences_validate(settings: Settings, args: argparse.Namespace) -> int:
     from nurture.content import check_content
 
-    sequences, _, problems = check_content(settings.sequences_dir, settings.templates_dir)
+    sequences, library, problems = check_content(settings.sequences_dir, settings.templates_dir)
     errors = [p for p in problems if p.severity is Severity.ERROR]
     warnings = [p for p in problems if p.severity is Severity.WARNING]
     for problem in problems:
         _print(str(problem))
+    if library is not None and not errors:
+        from nurture.content_rules import readability_report
+
+        _print("readability (Flesch reading ease of each step's text, higher is easier):")
+        for item in readability_report(sequences, library):
+            _print(f"  {item.sequence}/{item.step}: {item.score:.0f}")
     steps = sum(len(s.steps) for s in sequences.values())
     _print(f"{len(sequences)} sequence(s), {steps} step(s): {len(errors)} error(s), "
            f"{len(warnings)} warning(s)")

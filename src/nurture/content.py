@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nurture.content_rules import check_rules
 from nurture.content_warnings import check_warnings
 from nurture.model import Sequence
 from nurture.problems import ContentInvalid, ContentProblem, Severity
@@ -54,10 +55,13 @@ def content_version(sequences_dir: Path, templates_dir: Path) -> tuple[str, tupl
     return digest.hexdigest()[:16], tuple(names)
 
 
-def check_content(sequences_dir: Path, templates_dir: Path) -> tuple[dict[str, Sequence],
-                                                                   TemplateLibrary | None,
-                                                                   list[ContentProblem]]:
-    """Every problem of every file, errors and warnings, without raising."""
+def check_content(sequences_dir: Path, templates_dir: Path, *, rules: bool = True
+                  ) -> tuple[dict[str, Sequence], TemplateLibrary | None, list[ContentProblem]]:
+    """Every problem of every file, errors and warnings, without raising.
+
+    `rules` adds the content rules (footer, discreet words, booking, readability), which render
+    every step and so cost a second or two; validate and the scheduler's live reloads run them.
+    """
     problems: list[ContentProblem] = []
     if not sequences_dir.is_dir():
         problems.append(ContentProblem(sequences_dir, 0, "the sequences folder does not exist",
@@ -84,6 +88,8 @@ def check_content(sequences_dir: Path, templates_dir: Path) -> tuple[dict[str, S
         for step in sequence.steps:
             problems.extend(library.check_step(sequence, step))
     problems.extend(check_warnings(sequences, templates_dir))
+    if rules and not any(p.severity is Severity.ERROR for p in problems):
+        problems.extend(check_rules(sequences, library))
     for sequence in sequences.values():
         for event, target in sequence.follow_ups:
             if target not in sequences or target == "system":
@@ -93,10 +99,10 @@ def check_content(sequences_dir: Path, templates_dir: Path) -> tuple[dict[str, S
     return sequences, library, problems
 
 
-def load_content(sequences_dir: Path, templates_dir: Path) -> Content:
+def load_content(sequences_dir: Path, templates_dir: Path, *, rules: bool = False) -> Content:
     """Load and validate all content; any error refuses the whole version (ContentInvalid)."""
     version, files = content_version(sequences_dir, templates_dir)
-    sequences, library, problems = check_content(sequences_dir, templates_dir)
+    sequences, library, problems = check_content(sequences_dir, templates_dir, rules=rules)
     errors = [p for p in problems if p.severity is Severity.ERROR]
     if errors or library is None:
         raise ContentInvalid(problems)
@@ -111,10 +117,11 @@ def load_content(sequences_dir: Path, templates_dir: Path) -> Content:
 class ContentHolder:
     """Keeps the last good content; a reload that fails validation is refused whole and logged."""
 
-    def __init__(self, sequences_dir: Path, templates_dir: Path) -> None:
+    def __init__(self, sequences_dir: Path, templates_dir: Path, *, rules: bool = False) -> None:
         self.sequences_dir = sequences_dir
         self.templates_dir = templates_dir
-        self._current = load_content(sequences_dir, templates_dir)
+        self.rules = rules
+        self._current = load_content(sequences_dir, templates_dir, rules=rules)
         self.last_refused: ContentInvalid | None = None
 
     def __call__(self) -> Content:
@@ -135,7 +142,7 @@ class ContentHolder:
         if self.last_refused is not None and getattr(self.last_refused, "version", None) == version:
             return False
         try:
-            content = load_content(self.sequences_dir, self.templates_dir)
+            content = load_content(self.sequences_dir, self.templates_dir, rules=self.rules)
         except ContentInvalid as refused:
             refused.version = version  # type: ignore[attr-defined]
             self.last_refused = refused

@@ -15,6 +15,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from nurture.clock import utcnow
 from nurture.config import Settings
+from nurture.store.content_versions import record_content_version
 from nurture.wiring import Runtime, runtime_from
 
 log = logging.getLogger(__name__)
@@ -82,9 +83,14 @@ class SchedulerService:
 
     def reload_content(self) -> None:
         try:
-            self.runtime.content.reload_if_changed()
+            if self.runtime.content.reload_if_changed():
+                self.record_content_version()
         except Exception:
             log.exception("content reload failed; the last good version keeps sending")
+
+    def record_content_version(self) -> None:
+        content = self.runtime.content.current
+        record_content_version(self.runtime.engine, content.version, content.files, utcnow())
 
     def start(self) -> None:
         settings = self.runtime.settings
@@ -93,6 +99,7 @@ class SchedulerService:
             next_run_time=utcnow())
         add(self.reap, "interval", seconds=max(settings.lease_seconds / 2, 5), id="reap")
         add(self.reload_content, "interval", seconds=10, id="reload-content")
+        self.record_content_version()
         self._scheduler.start()
         log.info("scheduler started", extra={"owner": self.dispatcher.owner,
                                              "tick_seconds": settings.tick_seconds,
@@ -109,7 +116,8 @@ class SchedulerService:
 
 
 def run_scheduler(settings: Settings) -> int:
-    runtime = runtime_from(settings)
+    # Live edits are checked against every content rule before they may send.
+    runtime = runtime_from(settings, content_rules=True)
     stop_requested = threading.Event()
 
     def on_stop(signum: int, frame: object) -> None:

@@ -67,9 +67,10 @@ class Runtime:
         )
 
 
-def runtime_from(settings: Settings, *, require_migrated: bool = True) -> Runtime:
+def runtime_from(settings: Settings, *, require_migrated: bool = True,
+                 content_rules: bool = False) -> Runtime:
     engine = make_engine(settings.database_url)
     if require_migrated:
         ensure_migrated(engine)
-    content = ContentHolder(settings.sequences_dir, settings.templates_dir)
+    content = ContentHolder(settings.sequences_dir, settings.templates_dir, rules=content_rules)
     return Runtime(settings=settings, engine=engine, store=SqlStore(engine), content=content)

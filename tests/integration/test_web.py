@@ -666,10 +666,10 @@ def test_web_options_come_from_the_environment() -> None:
             WebOptions.from_env({name: value})
 
 
-def test_the_real_selection_file_loads_and_defaults_to_sample() -> None:
+def test_the_real_selection_file_loads_and_defaults_to_partner_hesitant() -> None:
     selection = load_selection(ROOT / "sequences")
-    assert selection.default == "sample"
-    assert selection.choose(Profile(hesitations=frozenset({"stigma"}))) in {"sample"} | {
+    assert selection.default == "partner-hesitant"
+    assert selection.choose(Profile(hesitations=frozenset({"stigma"}))) in {"partner-hesitant"} | {
         rule.sequence for rule in selection.rules}
 
 
