@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.databases",
     "tests.support.smtp",
     "tests.support.cli",
+    "tests.support.browser",
 ]
