@@ -70,6 +70,17 @@ def clean_first_name(raw: str | None) -> str | None:
 
 
 _ZONES: frozenset[str] | None = None
+# Old names that browsers still report; stored under their current name so people see it.
+_RENAMED_ZONES = {
+    "Asia/Calcutta": "Asia/Kolkata",
+    "Asia/Katmandu": "Asia/Kathmandu",
+    "Asia/Saigon": "Asia/Ho_Chi_Minh",
+    "Asia/Rangoon": "Asia/Yangon",
+    "Europe/Kiev": "Europe/Kyiv",
+    "America/Buenos_Aires": "America/Argentina/Buenos_Aires",
+    "Pacific/Truk": "Pacific/Chuuk",
+    "Atlantic/Faeroe": "Atlantic/Faroe",
+}
 
 
 def check_time_zone(name: str) -> str:
@@ -77,6 +88,7 @@ def check_time_zone(name: str) -> str:
     if _ZONES is None:
         _ZONES = frozenset(available_timezones())
     value = name.strip() or "UTC"
+    value = _RENAMED_ZONES.get(value, value)
     if value not in _ZONES:
         raise PersonInvalid("time_zone", f"'{value[:60]}' is not an IANA time zone such as "
                             "Europe/London or Asia/Kolkata")
