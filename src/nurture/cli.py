@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from nurture.cli_marketing import MarketingError
+from nurture.cli_ops import OperatorError
 from nurture.clock import parse_instant, utcnow
 from nurture.config import Settings, SettingsError, load_settings
 from nurture.problems import ContentInvalid, Severity
@@ -289,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("nurture: the content has errors; run `nurture sequences validate`:\n"
                          f"{error}\n")
         return EXIT_FAILED
-    except (CommandError, MarketingError) as error:
+    except (CommandError, MarketingError, OperatorError) as error:
         sys.stderr.write(f"nurture: {error}\n")
         return EXIT_FAILED
     except Exception as error:

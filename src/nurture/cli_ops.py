@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import uuid
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -72,7 +75,111 @@ def cmd_config_check(settings: Settings, args: Any) -> int:
     return 0
 
 
+def _age(now: datetime, moment: datetime | None) -> str:
+    if moment is None:
+        return "-"
+    seconds = int((now - moment).total_seconds())
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    return f"{seconds // 3600} h ago"
+
+
+def cmd_status(settings: Settings, args: Any) -> int:
+    from nurture.clock import utcnow
+    from nurture.store.database import ensure_migrated, make_engine
+    from nurture.store.operations import heartbeats, queue_health
+
+    engine = make_engine(settings.database_url)
+    ensure_migrated(engine)
+    now = utcnow()
+    health = queue_health(engine, now)
+    processes = heartbeats(engine)
+    if args.json:
+        sys.stdout.write(json.dumps({
+            "processes": [{"owner": p.owner, "last_tick_at": p.last_tick_at.isoformat(),
+                           "ticks": p.ticks, "sent": p.sent, "content_version": p.content_version,
+                           "stopped_at": p.stopped_at.isoformat() if p.stopped_at else None}
+                          for p in processes],
+            "due": health.due, "waiting": health.waiting,
+            "oldest_due_at": health.oldest_due_at.isoformat() if health.oldest_due_at else None,
+            "deliveries": health.by_status}, indent=2) + "\n")
+        return 0
+    sys.stdout.write("scheduler processes:\n")
+    for p in processes:
+        state = f"stopped {_age(now, p.stopped_at)}" if p.stopped_at else "running"
+        sys.stdout.write(f"  {p.owner}: {state}, last tick {_age(now, p.last_tick_at)}, "
+                         f"{p.ticks} ticks, {p.sent} sent, content {p.content_version}\n")
+    if not processes:
+        sys.stdout.write("  none has run yet\n")
+    sys.stdout.write(f"queue: {health.due} due now, {health.waiting} waiting in all; oldest due "
+                     f"{_age(now, health.oldest_due_at)}\n")
+    sys.stdout.write("deliveries: " + ", ".join(f"{k}={v}" for k, v in sorted(
+        health.by_status.items())) + "\n")
+    return 0
+
+
+def _subscriber_id(settings: Settings, email: str) -> tuple[Any, uuid.UUID]:
+    from sqlalchemy import select
+
+    from nurture.enrollment import PersonInvalid, normalize_email
+    from nurture.store.database import ensure_migrated, make_engine
+    from nurture.store.models import Subscriber
+
+    engine = make_engine(settings.database_url)
+    ensure_migrated(engine)
+    try:
+        address = normalize_email(email)
+    except PersonInvalid as error:
+        raise OperatorError(str(error)) from None
+    with engine.connect() as conn:
+        found = conn.execute(select(Subscriber.id).where(Subscriber.email == address)).scalar()
+    if found is None:
+        raise OperatorError("no subscriber has this address")
+    return engine, found
+
+
+def cmd_subscribers_export(settings: Settings, args: Any) -> int:
+    from nurture.store.accounts import AccountStore
+
+    engine, subscriber_id = _subscriber_id(settings, args.email)
+    data = AccountStore(engine).export(subscriber_id)
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    return 0
+
+
+def cmd_subscribers_erase(settings: Settings, args: Any) -> int:
+    from nurture.clock import utcnow
+    from nurture.store.accounts import AccountStore
+
+    engine, subscriber_id = _subscriber_id(settings, args.email)
+    if not args.yes:
+        raise OperatorError("erasing cannot be undone; add --yes to confirm")
+    AccountStore(engine).erase(subscriber_id, now=utcnow())
+    sys.stdout.write("erased: only a hash of the address remains, so nothing is sent to it again\n")
+    return 0
+
+
+class OperatorError(Exception):
+    """A problem with an operator's command, printed as one line."""
+
+
 def register(commands: Any) -> None:
+    status = commands.add_parser("status", help="scheduler processes, queue depth, oldest due")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=cmd_status)
+
+    subscribers = commands.add_parser("subscribers", help="one person's data")
+    people = subscribers.add_subparsers(dest="subscribers_command", required=True, metavar="ACTION")
+    export = people.add_parser("export", help="print everything stored about an address (JSON)")
+    export.add_argument("email")
+    export.set_defaults(handler=cmd_subscribers_export)
+    erase = people.add_parser("erase", help="delete a person's data; keep only a hashed suppression")
+    erase.add_argument("email")
+    erase.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+    erase.set_defaults(handler=cmd_subscribers_erase)
+
     config = commands.add_parser("config", help="settings")
     actions = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     actions.add_parser("check", help="print the effective settings (secrets masked); exit 2 on a "

@@ -8,6 +8,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -15,7 +16,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from nurture.clock import utcnow
 from nurture.config import Settings
+from nurture.store.accounts import AccountStore
 from nurture.store.content_versions import record_content_version
+from nurture.store.operations import beat, mark_stopped, purge_departed
 from nurture.wiring import Runtime, runtime_from
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ class SchedulerService:
         self.dispatcher = runtime.dispatcher()
         self.stopped = threading.Event()
         self.ticks = 0
+        self.started_at = utcnow()
         self._scheduler = BackgroundScheduler(
             timezone="UTC",
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -69,9 +73,23 @@ class SchedulerService:
             self.ticks += 1
             if report.claimed:
                 log.info("tick", extra=report.as_dict())
+            beat(self.runtime.engine, self.dispatcher.owner, now=utcnow(), sent=report.sent,
+                 content_version=self.runtime.content.current.version, started_at=self.started_at)
         except Exception:
             # A lost database connection or relay must not kill the service: the next tick retries.
             log.exception("dispatch tick failed; retrying on the next tick")
+
+    def housekeeping(self) -> None:
+        """Retention: people who left lose their personal data after the configured period."""
+        try:
+            now = utcnow()
+            cutoff = now - timedelta(days=self.runtime.settings.retention_days)
+            purged = purge_departed(self.runtime.engine, older_than=cutoff, now=now)
+            unconfirmed = AccountStore(self.runtime.engine).purge_unconfirmed(older_than=cutoff)
+            if purged or unconfirmed:
+                log.info("retention purge", extra={"departed": purged, "unconfirmed": unconfirmed})
+        except Exception:
+            log.exception("housekeeping failed; it runs again later")
 
     def reap(self) -> None:
         try:
@@ -99,6 +117,7 @@ class SchedulerService:
             next_run_time=utcnow())
         add(self.reap, "interval", seconds=max(settings.lease_seconds / 2, 5), id="reap")
         add(self.reload_content, "interval", seconds=10, id="reload-content")
+        add(self.housekeeping, "interval", hours=1, id="housekeeping", next_run_time=utcnow())
         self.record_content_version()
         self._scheduler.start()
         log.info("scheduler started", extra={"owner": self.dispatcher.owner,
@@ -111,6 +130,10 @@ class SchedulerService:
         self._scheduler.shutdown(wait=True)
         released = self.runtime.store.release_all(self.dispatcher.owner)
         self.dispatcher.transport.close()
+        try:
+            mark_stopped(self.runtime.engine, self.dispatcher.owner, utcnow())
+        except Exception:
+            log.exception("could not record the stop")
         log.info("scheduler stopped", extra={"released": released})
         self.stopped.set()
 

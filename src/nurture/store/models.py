@@ -182,3 +182,20 @@ enrollment_table: Final = cast(Table, Enrollment.__table__)
 delivery_table: Final = cast(Table, Delivery.__table__)
 suppression_table: Final = cast(Table, Suppression.__table__)
 content_version_table: Final = cast(Table, ContentVersion.__table__)
+
+
+class SchedulerHeartbeat(Base):
+    """One row per scheduler process: what `nurture status` shows operators."""
+
+    __tablename__ = "scheduler_heartbeat"
+
+    owner: Mapped[str] = mapped_column(String(200), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_tick_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ticks: Mapped[int] = mapped_column(Integer, default=0)
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+    content_version: Mapped[str | None] = mapped_column(String(128))
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+scheduler_heartbeat_table: Final = cast(Table, SchedulerHeartbeat.__table__)
