@@ -122,6 +122,8 @@ class Settings(BaseSettings):
     retry_max_seconds: int = Field(default=6 * 3600, ge=1)
     max_attempts: int = Field(default=8, ge=1, le=100)
     retention_days: int = Field(default=30, ge=1, le=3650)
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
     mailcatcher_smtp_port: int = Field(default=1025, ge=1, le=65535)
     mailcatcher_http_port: int = Field(default=8025, ge=1, le=65535)
     outbox_dir: Path = Path("var/outbox")

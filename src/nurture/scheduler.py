@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import start_http_server
 
 from nurture.clock import utcnow
 from nurture.config import Settings
+from nurture.metrics import MeteredTransport, SchedulerMetrics
 from nurture.store.accounts import AccountStore
 from nurture.store.content_versions import record_content_version
 from nurture.store.operations import beat, mark_stopped, purge_departed
+from nurture.transports import transport_from_settings
 from nurture.wiring import Runtime, runtime_from
 
 log = logging.getLogger(__name__)
@@ -58,7 +61,9 @@ class SchedulerService:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.dispatcher = runtime.dispatcher()
+        self.metrics = SchedulerMetrics()
+        self.dispatcher = runtime.dispatcher(
+            transport=MeteredTransport(transport_from_settings(runtime.settings), self.metrics))
         self.stopped = threading.Event()
         self.ticks = 0
         self.started_at = utcnow()
@@ -71,6 +76,7 @@ class SchedulerService:
         try:
             report = self.dispatcher.run(utcnow())
             self.ticks += 1
+            self.metrics.ticks.inc()
             if report.claimed:
                 log.info("tick", extra=report.as_dict())
             beat(self.runtime.engine, self.dispatcher.owner, now=utcnow(), sent=report.sent,
@@ -95,6 +101,7 @@ class SchedulerService:
         try:
             returned = self.runtime.store.reap_expired(utcnow())
             if returned:
+                self.metrics.lease_expiries.inc(returned)
                 log.warning("expired leases returned to the queue", extra={"count": returned})
         except Exception:
             log.exception("reaping expired leases failed")
@@ -119,6 +126,9 @@ class SchedulerService:
         add(self.reload_content, "interval", seconds=10, id="reload-content")
         add(self.housekeeping, "interval", hours=1, id="housekeeping", next_run_time=utcnow())
         self.record_content_version()
+        if settings.metrics_port:
+            start_http_server(settings.metrics_port, addr=settings.metrics_host,
+                              registry=self.metrics.registry)
         self._scheduler.start()
         log.info("scheduler started", extra={"owner": self.dispatcher.owner,
                                              "tick_seconds": settings.tick_seconds,
