@@ -161,6 +161,26 @@ def cmd_subscribers_erase(settings: Settings, args: Any) -> int:
     return 0
 
 
+def cmd_admin_hash_password(settings: Settings, args: Any) -> int:
+    import getpass
+
+    from nurture.web.admin_auth import hash_password
+
+    if sys.stdin.isatty():
+        first = getpass.getpass("password for the new admin: ")
+        if getpass.getpass("again: ") != first:
+            raise OperatorError("the two passwords differ")
+    else:
+        first = sys.stdin.readline().rstrip("\n")
+    try:
+        hashed = hash_password(first)
+    except ValueError as error:
+        raise OperatorError(str(error)) from None
+    sys.stdout.write(f"{args.name}:{hashed}\n")
+    sys.stderr.write("add this to NURTURE_ADMIN_USERS (comma-separated with any others)\n")
+    return 0
+
+
 class OperatorError(Exception):
     """A problem with an operator's command, printed as one line."""
 
@@ -169,6 +189,13 @@ def register(commands: Any) -> None:
     status = commands.add_parser("status", help="scheduler processes, queue depth, oldest due")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=cmd_status)
+
+    admin = commands.add_parser("admin", help="admin users of the web app")
+    admin_actions = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
+    hashing = admin_actions.add_parser("hash-password", help="make a NURTURE_ADMIN_USERS entry "
+                                       "(reads the password from the terminal or stdin)")
+    hashing.add_argument("name")
+    hashing.set_defaults(handler=cmd_admin_hash_password)
 
     subscribers = commands.add_parser("subscribers", help="one person's data")
     people = subscribers.add_subparsers(dest="subscribers_command", required=True, metavar="ACTION")

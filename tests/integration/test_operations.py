@@ -144,3 +144,19 @@ def test_json_log_lines_carry_extra_fields() -> None:
     record.delivery = "abc"
     line = json.loads(JsonFormatter().format(record))
     assert line["event"] == "sent" and line["delivery"] == "abc" and line["level"] == "info"
+
+
+def test_admin_password_hash_command(cli_env: dict[str, str]) -> None:
+    import subprocess
+    import sys
+
+    from nurture.web.admin_auth import AdminOptions
+
+    made = subprocess.run([sys.executable, "-m", "nurture", "admin", "hash-password", "asha"],
+                          input="a long enough passphrase\n", env=cli_env, capture_output=True,
+                          text=True, check=False)
+    assert made.returncode == 0, made.stderr
+    entry = made.stdout.strip()
+    assert entry.startswith("asha:$argon2id$")
+    options = AdminOptions.from_env({"NURTURE_ADMIN_USERS": entry})
+    assert options.users

@@ -3,6 +3,7 @@ API and a health check, with server-rendered pages from templates/pages/ that ne
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
 import time
@@ -12,15 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import jinja2
 import yaml
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Header, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from pydantic import BaseModel
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -32,6 +34,7 @@ from nurture.clock import utcnow
 from nurture.config import DEFAULT_SECRET_KEY, Environment, Settings, SettingsError
 from nurture.content import ContentHolder, UnknownSequence
 from nurture.enrollment import Person, new_enrollment
+from nurture.events import CONSULT_BOOKED, record_event
 from nurture.ports import ConsentRecord, NewEnrollment, SubscriberStatus
 from nurture.problems import ContentInvalid
 from nurture.reasons import REASONS
@@ -39,6 +42,8 @@ from nurture.selection import SELECTION_FILE, Selection, load_selection, load_se
 from nurture.store.accounts import Account, AccountStore, ConfirmOutcome, PendingSignup
 from nurture.store.models import address_hash
 from nurture.tokens import TokenExpired, TokenInvalid, TokenSigner
+from nurture.web.admin import admin_router
+from nurture.web.admin_auth import AdminOptions
 from nurture.web.forms import (
     CONSENT_TEXT,
     CONSENT_TEXT_SHA256,
@@ -57,6 +62,7 @@ from nurture.web.forms import (
     pause_until,
     signup_values,
 )
+from nurture.web.ops import ops_router
 from nurture.web.security import (
     CSRF_FIELD,
     ApiCors,
@@ -140,6 +146,18 @@ def load_crisis(templates_dir: Path, locale: str) -> Crisis:
             return crisis
         log.error("locale file has no usable crisis section", extra={"file": str(path)})
     return FALLBACK_CRISIS
+
+
+# -- events API models -----------------------------------------------------------------------
+
+
+class EventRequest(BaseModel):
+    event: Literal["consult_booked"]
+
+
+class EventAccepted(BaseModel):
+    ended: int
+    started: list[str]
 
 
 # -- pages --------------------------------------------------------------------------------------
@@ -630,6 +648,57 @@ def create_app(
                                          text_sha256=CONSENT_TEXT_SHA256), now)
         return accepted
 
+    # -- events: a booked consult ends the sequence as a conversion ---------------------------
+
+    @app.api_route("/booked/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse,
+                   include_in_schema=False)
+    async def booked_form(request: Request, token: str) -> Response:
+        # A button, not an action: link scanners must not end anyone's emails.
+        checked = verify("booked", token)
+        if isinstance(checked, Response):
+            return checked
+        return form_page(request, "booked.html", token=token)
+
+    @app.post("/booked/{token}", response_class=HTMLResponse, include_in_schema=False)
+    async def booked(request: Request, token: str) -> Response:
+        checked = verify("booked", token)
+        if isinstance(checked, Response):
+            return checked
+        form = await read_form(request)
+        field = form.get(CSRF_FIELD) if form is not None else None
+        if not csrf.valid(request, field if isinstance(field, str) else None):
+            return forbidden()
+        outcome = await run_in_threadpool(record_event, runtime.engine, runtime.content.current,
+                                          checked, CONSULT_BOOKED, source="email link", now=clock())
+        if not outcome.found:
+            return gone()
+        return pages.render("booked-thanks.html",
+                            preferences_url=f"/p/{signer.sign('preferences', checked)}")
+
+    @app.post(
+        "/api/v1/subscribers/{subscriber_id}/events",
+        status_code=202,
+        response_model=EventAccepted,
+        responses={401: {"description": "Missing or wrong X-API-Key."},
+                   404: {"description": "No active subscriber with this id."},
+                   422: {"description": "Unknown event."}},
+        summary="Report an event for a subscriber (consult_booked)",
+        description="For a booking system: `consult_booked` ends the sequences that exit on it "
+                    "and starts their follow-up. Repeating an event changes nothing more.",
+    )
+    async def subscriber_event(subscriber_id: UUID, body: EventRequest,
+                               x_api_key: str | None = Header(default=None)) -> Response:
+        if not settings.api_key or not x_api_key or not hmac.compare_digest(
+                x_api_key.encode(), settings.api_key.encode()):
+            return JSONResponse({"detail": "missing or wrong X-API-Key"}, status_code=401)
+        outcome = await run_in_threadpool(record_event, runtime.engine, runtime.content.current,
+                                          subscriber_id, body.event, source="api", now=clock())
+        if not outcome.found:
+            return JSONResponse({"detail": "no active subscriber with this id"}, status_code=404)
+        return JSONResponse(EventAccepted(ended=outcome.ended,
+                                          started=list(outcome.started)).model_dump(),
+                            status_code=202)
+
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> Response:
         def ping() -> None:
@@ -655,4 +724,7 @@ def create_app(
         return message_page(404, "Page not found", "There is no page at this address.",
                             link="/", link_text="Go to the start page")
 
+    app.include_router(ops_router(runtime, clock=clock))
+    app.include_router(admin_router(settings, runtime, clock=clock, options=AdminOptions.from_env(),
+                                    client_ip=client_ip))
     return app
