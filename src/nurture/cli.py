@@ -264,10 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     web.set_defaults(handler=cmd_web)
     commands.add_parser("run", help="the whole product on this machine (development)") \
         .set_defaults(handler=cmd_run)
-    from nurture import cli_marketing, cli_ops
+    from nurture import cli_bounces, cli_marketing, cli_ops
 
     cli_marketing.register(commands)
     cli_ops.register(commands)
+    cli_bounces.register(commands)
     return parser
 
 
@@ -277,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(os.environ.get("NURTURE_LOG_LEVEL", "WARNING" if args.command in (
-        "enroll", "dispatch", "sequences", "db") else "INFO"))
+        "enroll", "dispatch", "sequences", "db", "bounces") else "INFO"))
     try:
         settings = load_settings()
     except SettingsError as error:

@@ -112,6 +112,7 @@ class Settings(BaseSettings):
     unsubscribe_mailto: str | None = None
     booking_url: Annotated[str, AfterValidator(_check_base_url)] | None = None
     api_key: str | None = Field(default=None, min_length=24)
+    feedback_webhook_secret: str | None = Field(default=None, min_length=24)
     postal_address: str = DEFAULT_POSTAL_ADDRESS
     sequences_dir: Path = Path("sequences")
     templates_dir: Path = Path("templates")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
@@ -19,6 +21,7 @@ from nurture.ports import (
     DeliveryStatus,
     DeliveryStore,
     EnrollmentStatus,
+    LiveState,
     Outcome,
     OutgoingMessage,
     SendErrorKind,
@@ -27,6 +30,7 @@ from nurture.ports import (
     Transport,
 )
 from nurture.rendering import Brand, Links, Recipient, build_message
+from nurture.throttle import Throttle
 from nurture.tokens import LinkMaker
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,11 @@ class DispatchPolicy:
     retry_max: timedelta = timedelta(hours=6)
     max_attempts: int = 8
     paused_recheck: timedelta = timedelta(days=1)
+    recheck_interval: timedelta = timedelta(seconds=1)
+    """How often, within a batch, the outcomes so far are recorded and the consent and leases of
+    the rest re-read and renewed; 0 does it before every send (one more transaction each)."""
+    store_retry: timedelta = timedelta(seconds=30)
+    """How long to keep retrying the write of a batch's outcomes (capped at half the lease)."""
 
 
 @dataclass
@@ -55,6 +64,7 @@ class DispatchReport:
     failed: int = 0
     bounced: int = 0
     released: int = 0
+    lease_lost: int = 0
 
     def add(self, other: DispatchReport) -> None:
         for f in fields(self):
@@ -84,6 +94,15 @@ def _profile(claim: ClaimedDelivery) -> Profile:
 
 
 @dataclass
+class _Batch:
+    """One claim's progress: rows not yet handled, and outcomes with how many are recorded."""
+
+    pending: deque[ClaimedDelivery]
+    outcomes: list[Outcome] = field(default_factory=list)
+    recorded: int = 0
+
+
+@dataclass
 class Dispatcher:
     """Owns one process's sending: the store and transport are ports, content comes from a holder."""
 
@@ -95,6 +114,10 @@ class Dispatcher:
     owner: str
     message_id_domain: str
     policy: DispatchPolicy = field(default_factory=DispatchPolicy)
+    # Read from the environment until Settings carries these; wiring should then pass it.
+    throttle: Throttle = field(default_factory=Throttle.from_env)
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def request_stop(self) -> None:
@@ -106,44 +129,148 @@ class Dispatcher:
         return self._stopping.is_set()
 
     def run(self, now: datetime, *, max_batches: int = 1_000_000) -> DispatchReport:
-        """Send everything due at `now`: batches until a claim comes back short or a stop is asked."""
+        """Send everything due at `now`: batches until a claim comes back short, the relay's
+        breaker is open or a stop is asked."""
         total = DispatchReport()
-        for _ in range(max_batches):
-            if self.stopping:
+        started = self.monotonic()
+        for index in range(max_batches):
+            if self.stopping or not self._relay_ready():
                 break
-            report = self.run_batch(now)
+            limit = self.claim_limit()
+            # Time passes while a long run drains the queue: a later batch claimed "at `now`"
+            # would get a lease that is already over, and other processes would take its rows.
+            elapsed = timedelta(seconds=self.monotonic() - started) if index else timedelta(0)
+            report = self.run_batch(now + elapsed)
             total.add(report)
-            if report.claimed < self.policy.batch_size or report.released:
+            if report.claimed < limit or report.released:
                 break
         return total
 
+    def claim_limit(self) -> int:
+        """The batch size, or less when the rate limit could not send a full batch within half
+        the lease: rows held here wait for this process while others could send them, and after
+        a crash they wait out the lease."""
+        limit = self.policy.batch_size
+        limiter = self.throttle.limiter
+        if limiter is not None:
+            limit = min(limit, limiter.sends_within(self.policy.lease.total_seconds() / 2))
+        return limit
+
     def run_batch(self, now: datetime) -> DispatchReport:
         report = DispatchReport()
-        claims = self.store.claim_due(now=now, owner=self.owner, limit=self.policy.batch_size,
+        claims = self.store.claim_due(now=now, owner=self.owner, limit=self.claim_limit(),
                                       lease=self.policy.lease)
         report.claimed = len(claims)
         if not claims:
             return report
-        content = self.content()
-        outcomes: list[Outcome] = []
-        unsent: list[UUID] = []
-        for index, claim in enumerate(claims):
-            if self.stopping:
-                unsent = [c.id for c in claims[index:]]
-                break
-            outcome = self._handle(claim, content, now)
-            outcomes.append(outcome)
-            self._count(report, outcome)
-            if outcome.status is DeliveryStatus.DEFERRED and outcome.error == "connection":
-                # The relay is unreachable: leave the rest untouched for the next tick.
-                unsent = [c.id for c in claims[index + 1:]]
-                break
-        self.store.record(outcomes, owner=self.owner)
-        if unsent:
-            self.store.release(unsent, owner=self.owner)
-            report.released = len(unsent)
+        batch = _Batch(pending=deque(claims))
+        try:
+            self._work(batch, report, now)
+        finally:
+            # Also after an error (a dropped database connection mid-batch): what was sent must
+            # be recorded, or it comes back after the lease and goes out twice.
+            self._settle(batch, report)
         log.info("dispatch batch", extra={"owner": self.owner, **report.as_dict()})
         return report
+
+    def _work(self, batch: _Batch, report: DispatchReport, now: datetime) -> None:
+        """Handle claims from the left of `batch.pending` until none is left or the batch must
+        stop; whatever is left is released by the caller."""
+        content = self.content()
+        interval = self.policy.recheck_interval.total_seconds()
+        started = self.monotonic()
+        live: dict[UUID, LiveState] = {}
+        checked_at: float | None = None
+        pending = batch.pending
+        while pending:
+            if self.stopping:
+                return
+            if checked_at is None or self.monotonic() - checked_at >= interval:
+                # Record what went out since the last check: a sent row must not sit in
+                # `sending` until the batch ends, where a crash or an expired lease would have
+                # it sent again. Then re-read the rest (an unsubscribe, pause, bounce or
+                # complaint may have landed since the claim) and renew their leases.
+                self._record(batch)
+                checked_at = self.monotonic()
+                live = self.store.recheck(
+                    [claim.id for claim in pending], owner=self.owner,
+                    now=now + timedelta(seconds=checked_at - started), lease=self.policy.lease)
+            claim = pending[0]
+            state = live.get(claim.id)
+            if state is None:
+                # Another process may hold the row now; sending would duplicate its email.
+                pending.popleft()
+                report.lease_lost += 1
+                log.warning("lease lost before sending", extra={"delivery": str(claim.id)})
+                continue
+            outcome = self._handle(_with_live(claim, state), content, now)
+            if outcome is None:
+                return  # not sent: the breaker is open, or a stop came during a rate-limit wait
+            pending.popleft()
+            batch.outcomes.append(outcome)
+            self._count(report, outcome)
+            if outcome.status is DeliveryStatus.DEFERRED and outcome.error == "connection":
+                return  # the relay is unreachable: leave the rest untouched for the next tick
+
+    def _record(self, batch: _Batch) -> None:
+        unrecorded = batch.outcomes[batch.recorded:]
+        if unrecorded:
+            self._retrying("record", lambda: self.store.record(unrecorded, owner=self.owner))
+            batch.recorded = len(batch.outcomes)
+
+    def _settle(self, batch: _Batch, report: DispatchReport) -> None:
+        self._record(batch)
+        unsent = [claim.id for claim in batch.pending]
+        if unsent:
+            self._retrying("release", lambda: self.store.release(unsent, owner=self.owner))
+            report.released = len(unsent)
+
+    def _retrying(self, action: str, write: Callable[[], None]) -> None:
+        """Run a store write, retrying for a while on errors (a restarted or failed-over database
+        drops connections; the pool replaces them), then give up by raising."""
+        budget = min(self.policy.store_retry, self.policy.lease / 2).total_seconds()
+        deadline = self.monotonic() + budget
+        delay = 0.1
+        attempt = 1
+        while True:
+            try:
+                write()
+                return
+            except (ValueError, TypeError):
+                raise  # a contradictory outcome is a bug, not an outage
+            except Exception as error:
+                if self.monotonic() + delay > deadline:
+                    raise
+                log.warning("store write failed; retrying", extra={
+                    "action": action, "attempt": attempt, "error_type": type(error).__name__})
+                self.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                attempt += 1
+
+    def _relay_ready(self) -> bool:
+        breaker = self.throttle.breaker
+        return breaker is None or breaker.ready()
+
+    def _gate(self) -> bool:
+        """Wait for the rate limit and ask the breaker; False means "do not send now"."""
+        breaker = self.throttle.breaker
+        if breaker is not None and not breaker.ready():
+            return False
+        limiter = self.throttle.limiter
+        if limiter is not None and not limiter.acquire(lambda: self.stopping):
+            return False
+        # After the wait: ask last, since in half-open state this takes the single trial.
+        return breaker is None or breaker.allow()
+
+    def _observe(self, result: SendResult) -> None:
+        breaker = self.throttle.breaker
+        if breaker is None:
+            return
+        # A permanent refusal is an answer about the recipient from a relay that works.
+        if result.ok or result.error_kind is SendErrorKind.PERMANENT:
+            breaker.record_success()
+        else:
+            breaker.record_failure()
 
     @staticmethod
     def _count(report: DispatchReport, outcome: Outcome) -> None:
@@ -153,7 +280,8 @@ class Dispatcher:
             name = outcome.status.value
             setattr(report, name, getattr(report, name) + 1)
 
-    def _handle(self, claim: ClaimedDelivery, content: Content, now: datetime) -> Outcome:
+    def _handle(self, claim: ClaimedDelivery, content: Content, now: datetime) -> Outcome | None:
+        """The outcome for one claim; None when it was not sent because the relay is held back."""
         if claim.kind is DeliveryKind.CONFIRMATION:
             return self._confirmation(claim, content, now)
         if claim.kind is not DeliveryKind.STEP or claim.enrollment is None:
@@ -198,7 +326,8 @@ class Dispatcher:
         return self._send(claim, content, sequence, step, self.links.for_subscriber(subscriber.id),
                           now)
 
-    def _confirmation(self, claim: ClaimedDelivery, content: Content, now: datetime) -> Outcome:
+    def _confirmation(self, claim: ClaimedDelivery, content: Content,
+                      now: datetime) -> Outcome | None:
         """The double opt-in email: only to a pending subscriber, at any hour, nothing queued after."""
         subscriber = claim.subscriber
         if subscriber.status is not SubscriberStatus.PENDING:
@@ -216,7 +345,7 @@ class Dispatcher:
         return self._send(claim, content, system, step, links, now)
 
     def _send(self, claim: ClaimedDelivery, content: Content, sequence: Sequence, step: Step,
-              links: Links, now: datetime) -> Outcome:
+              links: Links, now: datetime) -> Outcome | None:
         subscriber = claim.subscriber
         profile = _profile(claim)
         message_id = message_id_for(claim.id, self.message_id_domain)
@@ -230,9 +359,19 @@ class Dispatcher:
             log.exception("render failed", extra={"delivery": str(claim.id), "step": step.key})
             return self._retry(claim, now, None, f"render error: {type(error).__name__}",
                                content.version)
-        result = self.transport.send(OutgoingMessage(
-            envelope_from=self.brand_address, recipients=(subscriber.email,), data=data,
-            message_id=message_id))
+        if not self._gate():
+            return None
+        try:
+            result = self.transport.send(OutgoingMessage(
+                envelope_from=self.brand_address, recipients=(subscriber.email,), data=data,
+                message_id=message_id))
+        except Exception:
+            # Transports should not raise; if one does, a half-open breaker must not wait
+            # forever for the outcome of its trial.
+            if self.throttle.breaker is not None:
+                self.throttle.breaker.record_failure()
+            raise
+        self._observe(result)
         return self._after_send(claim, sequence, profile, result, message_id, content.version, now)
 
     @property
@@ -293,3 +432,13 @@ class Dispatcher:
                        next_delivery=plan.as_next_delivery(),
                        end_enrollment=EnrollmentStatus.COMPLETED if finished else None,
                        end_reason="finished" if finished else None)
+
+
+def _with_live(claim: ClaimedDelivery, state: LiveState) -> ClaimedDelivery:
+    """The claim with its consent and enrollment state replaced by the one read just now."""
+    enrollment = claim.enrollment
+    if enrollment is not None and state.enrollment_status is not None:
+        enrollment = replace(enrollment, status=state.enrollment_status,
+                             paused_until=state.paused_until)
+    return replace(claim, subscriber=replace(claim.subscriber, status=state.subscriber_status),
+                   suppressed=state.suppressed, enrollment=enrollment)

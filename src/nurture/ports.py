@@ -85,6 +85,17 @@ class ClaimedDelivery:
 
 
 @dataclass(frozen=True)
+class LiveState:
+    """A leased delivery's consent and enrollment state as it is now, read just before sending:
+    an unsubscribe, pause, bounce or complaint may have landed since the claim."""
+
+    subscriber_status: SubscriberStatus
+    suppressed: bool
+    enrollment_status: EnrollmentStatus | None
+    paused_until: datetime | None
+
+
+@dataclass(frozen=True)
 class NextDelivery:
     """The step the planner chose to queue after an outcome, on the same enrollment."""
 
@@ -142,6 +153,14 @@ class DeliveryStore(Protocol):
 
     def reap_expired(self, now: datetime) -> int:
         """Return `sending` rows whose lease expired (their process died) to the queue."""
+        ...
+
+    def recheck(
+        self, delivery_ids: Seq[UUID], *, owner: str, now: datetime, lease: timedelta
+    ) -> dict[UUID, LiveState]:
+        """Renew `owner`'s lease on these deliveries to `now + lease` and return their current
+        state, in one short transaction; an id missing from the answer is no longer leased by
+        `owner` and must not be sent."""
         ...
 
 

@@ -59,3 +59,40 @@ def test_scheduler_counters_count_outcomes_and_codes(smtp_server: Any) -> None:
     assert samples[("nurture_smtp_sends_total", (("outcome", "permanent"),))] == 1
     assert samples[("nurture_smtp_errors_total", (("code", "550"),))] == 1
     assert samples[("nurture_send_seconds_count", ())] == 2
+
+
+def test_signed_feedback_webhook_suppresses_and_refuses_forgeries(
+        database_url: str, engine: Engine, tmp_path: Path) -> None:
+    import json
+    from dataclasses import replace
+
+    from nurture.bounces import sign_webhook
+    from nurture.store.repository import SqlStore
+    from nurture.web.app import create_app
+    from nurture.web.settings import WebOptions
+    from nurture.wiring import Runtime
+
+    secret = "feedback-secret-0123456789abcdef"
+    harness = build_web(database_url, engine, tmp_path)
+    settings = harness.settings.model_copy(update={"feedback_webhook_secret": secret})
+    runtime = Runtime(settings=settings, engine=engine, store=SqlStore(engine),
+                      content=harness.content)
+    web = replace(harness, app=create_app(settings, runtime=runtime, options=WebOptions(),
+                                          clock=harness.clock))
+    try:
+        web.signup()
+        web.confirm()
+        body = json.dumps({"events": [{"type": "complaint", "email": "asha.k@example.org"}]}).encode()
+        client = web.browser()
+        headers = {"Content-Type": "application/json"}
+        assert client.post("/api/v1/feedback", content=body, headers=headers).status_code == 401
+        forged = sign_webhook("not-the-secret-0123456789abcdef", body, int(T0.timestamp()))
+        assert client.post("/api/v1/feedback", content=body,
+                           headers={**headers, "X-Nurture-Signature": forged}).status_code == 401
+        signed = sign_webhook(secret, body, int(T0.timestamp()))
+        answer = client.post("/api/v1/feedback", content=body,
+                             headers={**headers, "X-Nurture-Signature": signed})
+        assert answer.status_code == 202, answer.text
+        assert SqlStore(engine).is_suppressed("asha.k@example.org")
+    finally:
+        web.close()  # the copy shares the harness's browsers

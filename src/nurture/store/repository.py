@@ -41,6 +41,7 @@ from nurture.ports import (
     EnrollmentSnapshot,
     EnrollmentStatus,
     EnrollResult,
+    LiveState,
     NewEnrollment,
     NextDelivery,
     Outcome,
@@ -594,6 +595,173 @@ class SqlStore:
         if count:
             log.warning("reaped %d deliveries whose lease expired", count)
         return count
+
+    def recheck(
+        self, delivery_ids: Seq[uuid.UUID], *, owner: str, now: datetime, lease: timedelta
+    ) -> dict[uuid.UUID, LiveState]:
+        """Just before sending: renew `owner`'s lease on these deliveries to `now + lease` and
+        return their current subscriber, suppression and enrollment state. A delivery `owner`
+        no longer holds (another process took it after the lease ran out) is left out.
+
+        The renewal is what lets a slow batch outlive its first lease without a second process
+        taking (and sending) its last rows; a process that dies stops renewing."""
+        _require_aware("now", now)
+        if not delivery_ids:
+            return {}
+        rows: list[Any] = []
+        d = delivery_table
+        with self._engine.begin() as conn:
+            for chunk in self._batches(sorted(delivery_ids)):
+                conn.execute(
+                    update(d)
+                    .where(
+                        self._among(d.c.id, chunk),
+                        d.c.lease_owner == owner,
+                        d.c.status == DeliveryStatus.SENDING.value,
+                    )
+                    .values(lease_expires_at=now + lease)
+                )
+                rows.extend(
+                    conn.execute(
+                        select(
+                            Delivery.id,
+                            Subscriber.email,
+                            Subscriber.status.label("subscriber_status"),
+                            Enrollment.status.label("enrollment_status"),
+                            Enrollment.paused_until,
+                        )
+                        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+                        .outerjoin(Enrollment, Enrollment.id == Delivery.enrollment_id)
+                        .where(
+                            self._among(Delivery.id, chunk),
+                            Delivery.lease_owner == owner,
+                            Delivery.status == DeliveryStatus.SENDING.value,
+                        )
+                    )
+                )
+            suppressed = self._suppressed_hashes(conn, (address_hash(row.email) for row in rows))
+        return {
+            row.id: LiveState(
+                subscriber_status=SubscriberStatus(row.subscriber_status),
+                suppressed=address_hash(row.email) in suppressed,
+                enrollment_status=(
+                    EnrollmentStatus(row.enrollment_status)
+                    if row.enrollment_status is not None
+                    else None
+                ),
+                paused_until=row.paused_until,
+            )
+            for row in rows
+        }
+
+    # -- Bounces and complaints ----------------------------------------------------------------
+
+    def feedback_targets(
+        self, *, emails: Seq[str], delivery_ids: Seq[uuid.UUID]
+    ) -> tuple[dict[str, uuid.UUID], dict[uuid.UUID, uuid.UUID]]:
+        """Subscriber ids by (normalized) address and by delivery id, for those that exist."""
+        by_email: dict[str, uuid.UUID] = {}
+        by_delivery: dict[uuid.UUID, uuid.UUID] = {}
+        wanted = sorted({email.strip().lower() for email in emails})
+        with self._engine.connect() as conn:
+            for chunk in self._batches(wanted):
+                by_email.update(
+                    (email, subscriber_id)
+                    for subscriber_id, email in conn.execute(
+                        select(Subscriber.id, Subscriber.email).where(
+                            self._among(Subscriber.email, chunk)
+                        )
+                    )
+                )
+            for id_chunk in self._batches(sorted(set(delivery_ids))):
+                by_delivery.update(
+                    (delivery_id, subscriber_id)
+                    for delivery_id, subscriber_id in conn.execute(
+                        select(Delivery.id, Delivery.subscriber_id).where(
+                            self._among(Delivery.id, id_chunk)
+                        )
+                    )
+                )
+        return by_email, by_delivery
+
+    def suppress_subscribers(
+        self, reasons: Mapping[uuid.UUID, str], *, status: SubscriberStatus, now: datetime
+    ) -> int:
+        """Suppress these subscribers' addresses (reason per subscriber), set their status
+        (BOUNCED or COMPLAINED), end their open enrollments and skip their waiting deliveries;
+        returns how many addresses were not suppressed before. Idempotent.
+
+        A complaint overrides a bounce or an unsubscribe; a bounce leaves an unsubscribe or a
+        complaint as it is, since those record what the person said. Leased rows are left to the
+        dispatcher, which re-checks suppression just before sending."""
+        _require_aware("now", now)
+        if status not in (SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED):
+            raise ValueError(f"suppress_subscribers sets BOUNCED or COMPLAINED, not {status}")
+        if not reasons:
+            return 0
+        replaceable = [SubscriberStatus.PENDING.value, SubscriberStatus.ACTIVE.value]
+        if status is SubscriberStatus.COMPLAINED:
+            replaceable += [SubscriberStatus.UNSUBSCRIBED.value, SubscriberStatus.BOUNCED.value]
+        ids = sorted(reasons)
+        with self._engine.begin() as conn:
+            emails: dict[uuid.UUID, str] = {}
+            for chunk in self._batches(ids):
+                emails.update(
+                    (subscriber_id, email)
+                    for subscriber_id, email in conn.execute(
+                        select(Subscriber.id, Subscriber.email).where(
+                            self._among(Subscriber.id, chunk)
+                        )
+                    )
+                )
+            digests = {subscriber_id: address_hash(email) for subscriber_id, email in emails.items()}
+            before = self._suppressed_hashes(conn, digests.values())
+            fresh = {
+                digest: {
+                    "id": uuid.uuid4(),
+                    "address_sha256": digest,
+                    "reason": reasons[subscriber_id][:200],
+                    "at": now,
+                }
+                for subscriber_id, digest in digests.items()
+                if digest not in before
+            }
+            self._bulk_insert(
+                conn, suppression_table, list(fresh.values()), conflict=["address_sha256"]
+            )
+            found = sorted(emails)
+            for chunk in self._batches(found):
+                conn.execute(
+                    update(subscriber_table)
+                    .where(
+                        self._among(subscriber_table.c.id, chunk),
+                        or_(*(subscriber_table.c.status == value for value in replaceable)),
+                    )
+                    .values(status=status.value, updated_at=now)
+                )
+                conn.execute(
+                    update(enrollment_table)
+                    .where(
+                        self._among(enrollment_table.c.subscriber_id, chunk),
+                        _is_open(enrollment_table.c.status),
+                    )
+                    .values(
+                        status=EnrollmentStatus.EXITED.value, ended_at=now, end_reason=status.value
+                    )
+                )
+                conn.execute(
+                    update(delivery_table)
+                    .where(
+                        self._among(delivery_table.c.subscriber_id, chunk),
+                        text(CLAIMABLE_SQL),
+                    )
+                    .values(status=DeliveryStatus.SKIPPED.value, skip_reason=status.value)
+                )
+        log.info(
+            "addresses suppressed after feedback",
+            extra={"status": status.value, "subscribers": len(emails), "new": len(fresh)},
+        )
+        return len(fresh)
 
     # -- EnrollmentStore -----------------------------------------------------------------------
 

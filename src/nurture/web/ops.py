@@ -1,4 +1,4 @@
-"""Operator endpoints of the web app: Prometheus /metrics and the /readyz readiness check."""
+"""Operator endpoints of the web app: /metrics, /readyz and the signed bounce/complaint webhook."""
 
 from __future__ import annotations
 
@@ -6,20 +6,24 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
+from nurture.bounces import apply_feedback, events_from_webhook, verify_webhook_signature
 from nurture.metrics import queue_metrics
 from nurture.store.database import DatabaseNotMigrated, ensure_migrated
 from nurture.wiring import Runtime
 
 log = logging.getLogger(__name__)
 
+SIGNATURE_HEADER = "X-Nurture-Signature"
+
 
 def ops_router(runtime: Runtime, *, clock: Callable[[], datetime]) -> APIRouter:
     router = APIRouter(include_in_schema=False)
+    settings = runtime.settings
 
     @router.get("/metrics")
     async def metrics() -> Response:
@@ -37,5 +41,25 @@ def ops_router(runtime: Runtime, *, clock: Callable[[], datetime]) -> APIRouter:
             log.exception("readiness check failed")
             return JSONResponse({"status": "database unavailable"}, status_code=503)
         return JSONResponse({"status": "ready", "content_version": runtime.content.current.version})
+
+    @router.post("/api/v1/feedback")
+    async def feedback(request: Request) -> Response:
+        """Bounces and complaints pushed by a relay, signed with NURTURE_FEEDBACK_WEBHOOK_SECRET."""
+        if not settings.feedback_webhook_secret:
+            return JSONResponse({"detail": "the feedback webhook is not configured"},
+                                status_code=404)
+        body = await request.body()
+        if not verify_webhook_signature(settings.feedback_webhook_secret, body,
+                                        request.headers.get(SIGNATURE_HEADER),
+                                        now=clock().timestamp()):
+            return JSONResponse({"detail": f"missing or wrong {SIGNATURE_HEADER}"},
+                                status_code=401)
+        try:
+            events = events_from_webhook(body)
+        except ValueError as error:
+            return JSONResponse({"detail": str(error)}, status_code=400)
+        counts = await run_in_threadpool(apply_feedback, runtime.store, events, now=clock(),
+                                         message_id_domain=settings.sender_domain)
+        return JSONResponse(counts.as_dict(), status_code=202)
 
     return router
