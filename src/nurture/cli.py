@@ -55,6 +55,25 @@ def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
 
 # --- content ------------------------------------------------------------------------------------
 
+def cmd_db_rotate_keys(settings: Settings, args: argparse.Namespace) -> int:
+    from nurture.store.database import ensure_migrated, make_engine
+    from nurture.store.rotation import rotate_data_keys
+
+    engine = make_engine(settings.database_url)
+    ensure_migrated(engine)
+    count = rotate_data_keys(engine)
+    _print(f"re-encrypted the names and answers of {count} subscriber(s) with the first key; "
+           "older keys can now be removed from NURTURE_DATA_KEYS")
+    return EXIT_OK
+
+
+def cmd_db_new_data_key(settings: Settings, args: argparse.Namespace) -> int:
+    from nurture.store.crypto import new_key
+
+    _print(new_key())
+    return EXIT_OK
+
+
 def cmd_sequences_validate(settings: Settings, args: argparse.Namespace) -> int:
     from nurture.content import check_content
 
@@ -226,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_commands.add_parser("upgrade", help="apply Alembic migrations up to the latest") \
         .set_defaults(handler=cmd_db_upgrade)
+    db_commands.add_parser("rotate-keys", help="re-encrypt names and answers with the first key "
+                           "of NURTURE_DATA_KEYS").set_defaults(handler=cmd_db_rotate_keys)
+    db_commands.add_parser("new-data-key", help="print a new key for NURTURE_DATA_KEYS") \
+        .set_defaults(handler=cmd_db_new_data_key)
 
     sequences = commands.add_parser("sequences", help="check the content in sequences/ and "
                                     "templates/")
@@ -286,6 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     handler: Handler = args.handler
     try:
+        from nurture.wiring import configure_data_keys
+
+        configure_data_keys(settings)
         return handler(settings, args)
     except ContentInvalid as error:
         sys.stderr.write("nurture: the content has errors; run `nurture sequences validate`:\n"
@@ -296,9 +322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except Exception as error:
         from nurture.content import UnknownSequence
+        from nurture.store.crypto import DataKeyError
         from nurture.store.database import DatabaseNotMigrated
 
-        if isinstance(error, DatabaseNotMigrated | UnknownSequence):
+        if isinstance(error, DatabaseNotMigrated | UnknownSequence | DataKeyError):
             sys.stderr.write(f"nurture: {error}\n")
             return EXIT_FAILED
         raise

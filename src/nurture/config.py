@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     booking_url: Annotated[str, AfterValidator(_check_base_url)] | None = None
     api_key: str | None = Field(default=None, min_length=24)
     feedback_webhook_secret: str | None = Field(default=None, min_length=24)
+    data_keys: str | None = None
     postal_address: str = DEFAULT_POSTAL_ADDRESS
     sequences_dir: Path = Path("sequences")
     templates_dir: Path = Path("templates")
@@ -160,6 +161,9 @@ class Settings(BaseSettings):
         if not self.base_url.startswith("https://"):
             problems.append("base_url: must be https:// in production (one-click unsubscribe and "
                             "tokens travel in it)")
+        if not self.data_keys:
+            problems.append("data_keys: set a key for names and answers at rest (make one with "
+                            "`nurture db new-data-key`)")
         if self.postal_address == DEFAULT_POSTAL_ADDRESS:
             problems.append("postal_address: give the sender's real postal address")
         if problems:

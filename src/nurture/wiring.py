@@ -42,6 +42,15 @@ def policy_from(settings: Settings) -> DispatchPolicy:
     )
 
 
+def configure_data_keys(settings: Settings) -> None:
+    """Names and answers are encrypted with NURTURE_DATA_KEYS (in development: derived from the
+    secret key when unset)."""
+    from nurture.store.crypto import KeyRing, configure, derived_key
+
+    keys = settings.data_keys.split(",") if settings.data_keys else [derived_key(settings.secret_key)]
+    configure(KeyRing(keys))
+
+
 def process_owner() -> str:
     """A lease owner name unique to this process, readable in the database for operators."""
     return f"{socket.gethostname()}:{os.getpid()}"

@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from nurture.ports import DeliveryStatus, EnrollmentStatus, SubscriberStatus
+from nurture.store.crypto import EncryptedList, EncryptedText
 from nurture.store.types import UTCDateTime
 
 # Stable constraint names, so later migrations can drop or alter them on both databases.
@@ -58,10 +59,10 @@ class Subscriber(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     email: Mapped[str] = mapped_column(String(320), unique=True)
-    first_name: Mapped[str | None] = mapped_column(String(200))
+    first_name: Mapped[str | None] = mapped_column(EncryptedText)
     locale: Mapped[str] = mapped_column(String(35), default="en")
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
-    hesitations: Mapped[list[str]] = mapped_column(JSON, default=list)
+    hesitations: Mapped[list[str]] = mapped_column(EncryptedList, default=list)
     discreet: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16), default=SubscriberStatus.PENDING.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

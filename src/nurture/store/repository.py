@@ -48,6 +48,7 @@ from nurture.ports import (
     SubscriberSnapshot,
     SubscriberStatus,
 )
+from nurture.store.crypto import EncryptedList
 from nurture.store.models import (
     CLAIMABLE_INDEX,
     CLAIMABLE_SQL,
@@ -956,7 +957,17 @@ class SqlStore:
         arrays = []
         for name in names:
             column_type = table.c[name].type
-            if isinstance(column_type, JSON):
+            if isinstance(column_type, EncryptedList):
+                # A list value would read as a nested array: encrypt here and send text.
+                arrays.append(
+                    bindparam(
+                        None,
+                        [column_type.process_bind_param(row[name], self._engine.dialect)
+                         for row in rows],
+                        type_=postgresql.ARRAY(Text),
+                    )
+                )
+            elif isinstance(column_type, JSON):
                 # A list value would read as a nested array: pass JSON as text, cast it back.
                 arrays.append(
                     bindparam(

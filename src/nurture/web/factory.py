@@ -6,7 +6,10 @@ from fastapi import FastAPI
 
 from nurture.config import load_settings
 from nurture.web.app import create_app
+from nurture.wiring import configure_data_keys
 
 
 def app_from_environment() -> FastAPI:
-    return create_app(load_settings())
+    settings = load_settings()
+    configure_data_keys(settings)
+    return create_app(settings)

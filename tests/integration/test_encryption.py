@@ -1,0 +1,97 @@
+"""First names and answers are encrypted at rest, readable through the models, and keys rotate."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from nurture.content import ContentHolder
+from nurture.enrollment import enroll, make_person
+from nurture.ports import ConsentRecord
+from nurture.store import crypto
+from nurture.store.accounts import AccountStore
+from nurture.store.repository import SqlStore
+from nurture.store.rotation import rotate_data_keys
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+OLD, NEW = crypto.new_key(), crypto.new_key()
+
+
+@pytest.fixture(autouse=True)
+def restore_keyring() -> Iterator[None]:
+    before = crypto.keyring()
+    yield
+    crypto.configure(before)
+
+
+def _enroll(store: SqlStore, email: str = "asha@example.org") -> None:
+    content = ContentHolder(ROOT / "sequences", ROOT / "templates").current
+    person = make_person(email, "Ashwini", "Asia/Kolkata", ["fear_of_blame", "ganged_up_on"])
+    enroll(store, content, [person], "partner-hesitant", ConsentRecord(kind="operator", source="t"),
+           T0)
+
+
+def _raw(engine: Engine) -> list[tuple[str | None, str]]:
+    with engine.connect() as conn:
+        return [(row[0], row[1]) for row in conn.execute(
+            text("SELECT first_name, CAST(hesitations AS TEXT) FROM subscriber"))]
+
+
+def _account_name(engine: Engine, email: str = "asha@example.org") -> tuple[str | None, frozenset[str]]:
+    with engine.connect() as conn:
+        subscriber_id = conn.execute(text("SELECT id FROM subscriber WHERE email = :e"),
+                                     {"e": email}).scalar_one()
+    if isinstance(subscriber_id, str):  # SQLite hands back the text form of a raw query
+        subscriber_id = uuid.UUID(subscriber_id)
+    account = AccountStore(engine).account(subscriber_id)
+    assert account is not None
+    return account.first_name, account.hesitations
+
+
+def test_names_and_answers_are_unreadable_in_the_database(store: SqlStore) -> None:
+    crypto.configure(crypto.KeyRing([OLD]))
+    _enroll(store)
+    [(name, answers)] = _raw(store.engine)
+    assert name is not None and name.startswith("enc1:") and "Ashwini" not in name
+    assert answers.startswith("enc1:") and "fear_of_blame" not in answers
+    assert _account_name(store.engine) == ("Ashwini", frozenset({"fear_of_blame", "ganged_up_on"}))
+    claimed = store.claim_due(now=T0, owner="t", limit=10, lease=timedelta(minutes=5))
+    assert claimed[0].subscriber.first_name == "Ashwini"
+    assert claimed[0].subscriber.hesitations == frozenset({"fear_of_blame", "ganged_up_on"})
+
+
+def test_keys_rotate_without_losing_anything(store: SqlStore) -> None:
+    crypto.configure(crypto.KeyRing([OLD]))
+    _enroll(store)
+    crypto.configure(crypto.KeyRing([NEW, OLD]))
+    assert _account_name(store.engine)[0] == "Ashwini", "old values still read with both keys"
+    assert rotate_data_keys(store.engine) == 1
+    crypto.configure(crypto.KeyRing([NEW]))
+    assert _account_name(store.engine)[0] == "Ashwini", "after rotation the old key can go"
+    crypto.configure(crypto.KeyRing([OLD]))
+    with pytest.raises(crypto.DataKeyError, match="not in NURTURE_DATA_KEYS"):
+        _account_name(store.engine)
+
+
+def test_values_written_before_encryption_are_read_and_then_encrypted(store: SqlStore) -> None:
+    crypto.configure(crypto.KeyRing([OLD]))
+    _enroll(store)
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE subscriber SET first_name = 'Plain', "
+                          "hesitations = '[\"stigma\"]'"))
+    assert _account_name(store.engine) == ("Plain", frozenset({"stigma"}))
+    rotate_data_keys(store.engine)
+    [(name, answers)] = _raw(store.engine)
+    assert name is not None and name.startswith("enc1:") and answers.startswith("enc1:")
+    assert _account_name(store.engine) == ("Plain", frozenset({"stigma"}))
+
+
+def test_a_malformed_key_names_the_variable() -> None:
+    with pytest.raises(crypto.DataKeyError, match="NURTURE_DATA_KEYS"):
+        crypto.KeyRing(["not-a-key"])
