@@ -5,6 +5,8 @@ Marketer templates run in Jinja's sandbox; CSS is inlined once per distinct stru
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import functools
 import itertools
@@ -17,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from email.header import Header
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy
@@ -1379,16 +1382,10 @@ def _template_line(tb: TracebackType | None, filename: str) -> int:
 # MIME
 
 
-def build_message(
-    rendered: RenderedEmail,
-    *,
-    to: str,
-    message_id: str,
-    links: Links,
-    date: datetime,
-    extra_headers: Mapping[str, str] = _NO_HEADERS,
-) -> bytes:
-    """The wire form (CRLF) of a multipart/alternative email with one-click unsubscribe headers."""
+def _checked_headers(
+    to: str, message_id: str, date: datetime, extra_headers: Mapping[str, str],
+) -> tuple[str, str, list[tuple[str, str]]]:
+    """Validated (to, message_id, extra headers) shared by both builders."""
     if _UNSAFE_CHARS.search(to):
         raise ValueError(f"recipient address contains control characters: {to!r}")
     if date.tzinfo is None or date.utcoffset() is None:
@@ -1398,23 +1395,122 @@ def build_message(
         message_id = f"<{message_id}>"
     if not _MESSAGE_ID.match(message_id):
         raise ValueError(f"not a valid Message-ID: {message_id!r}")
+    extra: list[tuple[str, str]] = []
+    for name, value in extra_headers.items():
+        if not _HEADER_NAME.match(name) or name.lower() in _RESERVED_HEADERS:
+            raise ValueError(f"header name not allowed: {name!r}")
+        extra.append((name, one_line(value)))
+    return to.strip(), message_id, extra
+
+
+_PLAIN_ADDRESS: Final = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$")
+
+
+def _encoded_header(name: str, value: str) -> str:
+    """One header line (folded, CRLF-terminated): plain ASCII as is, anything else as RFC 2047."""
+    if value.isascii():
+        return _fold_ascii(name, value, "\r\n")
+    encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    return f"{name}: {encoded}\r\n"
+
+
+def _encoded_from(from_header: str) -> str:
+    if from_header.isascii():
+        return _fold_ascii("From", from_header, "\r\n")
+    # Only the display name may be encoded; the address itself must stay as it is.
+    name, address = parseaddr(from_header)
+    return f"From: {Header(name, 'utf-8').encode()} <{address}>\r\n"
+
+
+def build_message(
+    rendered: RenderedEmail,
+    *,
+    to: str,
+    message_id: str,
+    links: Links,
+    date: datetime,
+    extra_headers: Mapping[str, str] = _NO_HEADERS,
+) -> bytes:
+    """The wire form (CRLF) of a multipart/alternative email with one-click unsubscribe headers.
+
+    Assembled directly: EmailMessage costs milliseconds per email, most of the send path's time.
+    A test parses this and build_message_reference's output for every persona and compares them.
+    """
+    to, message_id, extra = _checked_headers(to, message_id, date, extra_headers)
+    if not _PLAIN_ADDRESS.match(to):
+        # Internationalized, quoted or otherwise unusual addresses (and mistakes such as two
+        # addresses) go through the library, which handles or refuses them: rare, so no cost.
+        return build_message_reference(rendered, to=to, message_id=message_id, links=links,
+                                       date=date, extra_headers=extra_headers)
+    unsubscribe = f"<{_check_url('unsubscribe_url', links.unsubscribe_url, _URL)}>"
+    if links.unsubscribe_mailto:
+        unsubscribe += f",\r\n <{_check_url('unsubscribe_mailto', links.unsubscribe_mailto, _MAILTO)}>"
+    boundary = f"=_{secrets.token_hex(16)}"
+    lines = [
+        _encoded_from(one_line(rendered.from_header)),
+        f"To: {to}\r\n",
+        _encoded_header("Subject", one_line(rendered.subject)),
+        f"Date: {format_datetime(date)}\r\n",
+        f"Message-ID: {message_id}\r\n",
+        "MIME-Version: 1.0\r\n",
+        f"List-Unsubscribe: {unsubscribe}\r\n",
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+    ]
+    lines += [_encoded_header(name, value) for name, value in extra]
+    lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n')
+    text = rendered.text
+    if text.isascii() and max(map(len, text.splitlines()), default=0) <= 998:
+        text_cte, text_body = "7bit", "\r\n".join(text.splitlines()) + "\r\n"
+    else:
+        text_cte = "quoted-printable"
+        text_body = binascii.b2a_qp(text.encode("utf-8"), istext=True).decode("ascii")
+        text_body = text_body.replace("\r\n", "\n").replace("\n", "\r\n")
+        if not text_body.endswith("\r\n"):
+            text_body += "\r\n"
+    html = "\r\n".join(rendered.html.splitlines()) + "\r\n"
+    html_body = base64.encodebytes(html.encode("utf-8")).decode("ascii")
+    lines += [
+        f"--{boundary}\r\n",
+        'Content-Type: text/plain; charset="utf-8"\r\n',
+        f"Content-Transfer-Encoding: {text_cte}\r\n\r\n",
+        text_body,
+        # The line break before a boundary belongs to the boundary, not to the part (RFC 2046).
+        f"\r\n--{boundary}\r\n",
+        'Content-Type: text/html; charset="utf-8"\r\n',
+        "Content-Transfer-Encoding: base64\r\n\r\n",
+        html_body.replace("\n", "\r\n"),
+        f"\r\n--{boundary}--\r\n",
+    ]
+    return "".join(lines).encode("ascii")
+
+
+def build_message_reference(
+    rendered: RenderedEmail,
+    *,
+    to: str,
+    message_id: str,
+    links: Links,
+    date: datetime,
+    extra_headers: Mapping[str, str] = _NO_HEADERS,
+) -> bytes:
+    """build_message through the standard library's EmailMessage: the reference the fast path must
+    match (a test parses both), and the baseline of the benchmark."""
+    to, message_id, extra = _checked_headers(to, message_id, date, extra_headers)
     unsubscribe = f"<{_check_url('unsubscribe_url', links.unsubscribe_url, _URL)}>"
     if links.unsubscribe_mailto:
         unsubscribe += f", <{_check_url('unsubscribe_mailto', links.unsubscribe_mailto, _MAILTO)}>"
 
     message = EmailMessage(policy=_POLICY)
     message["From"] = one_line(rendered.from_header)
-    message["To"] = Address(addr_spec=to.strip())
+    message["To"] = Address(addr_spec=to)
     message["Subject"] = one_line(rendered.subject)
     message["Date"] = format_datetime(date)
     message["Message-ID"] = message_id
     message["MIME-Version"] = "1.0"
     message["List-Unsubscribe"] = unsubscribe
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    for name, value in extra_headers.items():
-        if not _HEADER_NAME.match(name) or name.lower() in _RESERVED_HEADERS:
-            raise ValueError(f"header name not allowed: {name!r}")
-        message[name] = one_line(value)
+    for name, value in extra:
+        message[name] = value
     # Choosing the transfer encodings here skips the library's trial encodings: 7bit when the text
     # allows it (RFC 5322 lines up to 998), and base64 for HTML because it is encoded in C, while
     # quoted-printable is pure Python and costs milliseconds on long inlined HTML lines.

@@ -26,6 +26,7 @@ from nurture.rendering import (
     RenderedEmail,
     TemplateLibrary,
     build_message,
+    build_message_reference,
 )
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -638,3 +639,40 @@ def test_check_layouts_reports_a_malformed_locale_file(tmp_path: Path) -> None:
     assert problem.path == root / "locales" / "de.yaml"
     assert "crisis.text" in problem.message
     assert library.locale_data("de").key == "en"
+
+
+# --- the assembled MIME message ----------------------------------------------------------------
+
+COMPARED_HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version",
+                    "List-Unsubscribe", "List-Unsubscribe-Post", "X-Nurture-Test")
+
+
+@pytest.mark.parametrize("discreet_brand", [False, True])
+def test_assembled_message_parses_like_the_standard_library_one(discreet_brand: bool) -> None:
+    library = TemplateLibrary(TEMPLATES)
+    brand = BRAND if not discreet_brand else Brand(
+        sender="Équipe Nurture <hello@example.org>", discreet_sender_name="Notes de la semaine",
+        postal_address=BRAND.postal_address, base_url=BRAND.base_url)
+    links = Links(LINKS.unsubscribe_url, LINKS.preferences_url,
+                  unsubscribe_mailto="mailto:leave@example.org?subject=unsubscribe")
+    date = datetime(2026, 3, 8, 7, 30, tzinfo=UTC)
+    for index, recipient in enumerate(persona_matrix()):
+        for step in SEQUENCE.steps:
+            rendered = library.render(SEQUENCE, step, recipient, links, brand)
+            extra = {"X-Nurture-Test": "yes"} if index % 2 else {}
+            options = {"to": recipient.email, "message_id": f"<m{index}.{step.key}@example.org>",
+                       "links": links, "date": date, "extra_headers": extra}
+            fast = build_message(rendered, **options)  # type: ignore[arg-type]
+            reference = build_message_reference(rendered, **options)  # type: ignore[arg-type]
+            assert b"\r\n" in fast and b"\n" not in fast.replace(b"\r\n", b"")
+            assert all(len(line) <= 998 for line in fast.split(b"\r\n"))
+            ours = email.message_from_bytes(fast, policy=default)
+            theirs = email.message_from_bytes(reference, policy=default)
+            for name in COMPARED_HEADERS:
+                assert str(ours.get(name)) == str(theirs.get(name)), (name, recipient)
+            assert ours.get_content_type() == theirs.get_content_type() == "multipart/alternative"
+            for kind in ("plain", "html"):
+                mine, reference_part = ours.get_body((kind,)), theirs.get_body((kind,))
+                assert mine is not None and reference_part is not None
+                assert mine.get_content() == reference_part.get_content(), (kind, recipient)
+                assert mine.get_content_charset() == "utf-8"
