@@ -26,7 +26,7 @@ class CommandError(Exception):
     """A problem the operator can fix; printed as one line, exit code 1."""
 
 
-def _instant(text: str) -> datetime:
+def instant_argument(text: str) -> datetime:
     try:
         return parse_instant(text)
     except ValueError:
@@ -268,11 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     enroll.add_argument("--locale", default="en")
     enroll.add_argument("--from-csv", metavar="FILE", help="columns: email, first_name, "
                         "time_zone, hesitations (separated by ;)")
-    enroll.add_argument("--now", type=_instant, help="enroll as of this instant (ISO 8601)")
+    enroll.add_argument("--now", type=instant_argument, help="enroll as of this instant (ISO 8601)")
     enroll.set_defaults(handler=cmd_enroll)
 
     dispatch = commands.add_parser("dispatch", help="send everything due, print counts, exit")
-    dispatch.add_argument("--now", type=_instant, help="dispatch as of this instant (ISO 8601)")
+    dispatch.add_argument("--now", type=instant_argument, help="dispatch as of this instant (ISO 8601)")
     dispatch.add_argument("--json", action="store_true", help="print the counts as JSON")
     dispatch.set_defaults(handler=cmd_dispatch)
 

@@ -10,18 +10,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
-from nurture.clock import parse_instant, utcnow
+from nurture.cli import instant_argument
+from nurture.clock import utcnow
 from nurture.config import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def _instant(text: str) -> datetime:
-    try:
-        return parse_instant(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"'{text}' is not an ISO 8601 time; write e.g. 2026-03-06T20:00:00Z") from None
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ingest.add_argument("source", nargs="?", metavar="-",
                         help="read one message from standard input")
     ingest.add_argument("--maildir", metavar="DIR", help="read every message in DIR/new and DIR/cur")
-    ingest.add_argument("--now", type=_instant, help="apply as of this instant (ISO 8601)")
+    ingest.add_argument("--now", type=instant_argument, help="apply as of this instant (ISO 8601)")
     ingest.add_argument("--json", action="store_true", help="print the counts as JSON")
     ingest.set_defaults(handler=cmd_bounces_ingest)
 

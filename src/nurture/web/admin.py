@@ -10,15 +10,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parseaddr
-from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
-import jinja2
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -48,6 +45,7 @@ from nurture.transports import transport_from_settings
 from nurture.web.admin_auth import AdminAuth, AdminBusy, AdminOptions
 from nurture.web.charts import FunnelStage, funnel_svg, percent_of
 from nurture.web.forms import LOCALES
+from nurture.web.pages import Pages
 from nurture.web.security import CSRF_FIELD, CsrfGuard, SlidingWindowLimiter
 from nurture.wiring import Runtime
 
@@ -347,24 +345,6 @@ def recent_deliveries(engine: Engine, *, status: str | None, limit: int) -> list
     ]
 
 
-class AdminPages:
-    """Jinja pages from templates/pages/admin/, sandboxed like the public pages."""
-
-    def __init__(self, directory: Path, common: Mapping[str, Any]) -> None:
-        self._env = ImmutableSandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(directory),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        self._common = dict(common)
-
-    def render(self, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
-        html = self._env.get_template(f"admin/{template}").render({**self._common, **context})
-        return HTMLResponse(html, status_code=status)
-
-
 class _ContentRefresh:
     """Marketers edit files and reload the page: pick up new content, at most every few seconds."""
 
@@ -404,7 +384,7 @@ def admin_router(settings: Settings, runtime: Runtime, *, clock: Callable[[], da
     keys the sign-in rate limit; without it the direct peer is used."""
     router = APIRouter(prefix="/admin", include_in_schema=False)
     secure = settings.base_url.startswith("https://")
-    pages = AdminPages(settings.templates_dir / "pages", {
+    pages = Pages(settings.templates_dir / "pages", prefix="admin/", common={
         "site_name": parseaddr(settings.sender)[0] or "Nurture",
         "csrf_field": CSRF_FIELD,
     })

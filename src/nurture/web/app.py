@@ -17,11 +17,9 @@ from typing import Any, Final, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-import jinja2
 import yaml
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
@@ -63,6 +61,7 @@ from nurture.web.forms import (
     signup_values,
 )
 from nurture.web.ops import ops_router
+from nurture.web.pages import Pages
 from nurture.web.security import (
     CSRF_FIELD,
     ApiCors,
@@ -161,24 +160,6 @@ class EventAccepted(BaseModel):
 
 
 # -- pages --------------------------------------------------------------------------------------
-
-
-class Pages:
-    """Jinja pages from templates/pages/, in a sandbox because marketers may edit them."""
-
-    def __init__(self, directory: Path, common: Mapping[str, Any]) -> None:
-        self._env = ImmutableSandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(directory),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        self._common = dict(common)
-
-    def render(self, name: str, *, status: int = 200, **context: Any) -> HTMLResponse:
-        html = self._env.get_template(name).render({**self._common, **context})
-        return HTMLResponse(html, status_code=status)
 
 
 def _mask_email(email: str) -> str:
