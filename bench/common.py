@@ -309,6 +309,25 @@ class SchedulerProcess:
             return ""
         return "\n".join(text.strip().splitlines()[-lines:])
 
+    def error_counts(self) -> dict[str, int]:
+        """Error log lines of the child, by error type (its log is JSON, one object a line)."""
+        import json
+
+        counts: dict[str, int] = {}
+        try:
+            text = self.stderr_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return counts
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("level") in ("error", "critical"):
+                kind = str(entry.get("error_type") or entry.get("event"))
+                counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
     def stop(self, timeout: float = 60) -> int | None:
         process = self.process
         if process is None:

@@ -86,6 +86,7 @@ def run(options: Options) -> dict[str, Any]:
                 engine.dispose()
             details["scheduler_exit_code"] = code
             details["scheduler_log_tail"] = scheduler.stderr_tail(3)
+            details["scheduler_errors"] = scheduler.error_counts()
     sent = [r for r in rows if r.status == "sent" and r.sent_at is not None]
     db_late = [(r.sent_at - r.due_at).total_seconds() for r in sent]
     wire_late = [arrivals[r.message_id] - r.due_at.timestamp() for r in sent
@@ -112,4 +113,7 @@ def run(options: Options) -> dict[str, Any]:
     notes = [f"{len(sent)} of {count} sent; database max {details['db_max']:.2f} s, "
              f"server max {details['wire_max']:.2f} s; the database's sent_at is the tick's start, "
              "so it reads earlier than the arrival"]
+    if details["scheduler_errors"]:
+        notes.append(f"scheduler errors: {details['scheduler_errors']}; last lines: "
+                     f"{details['scheduler_log_tail']}")
     return result(NAME, rows_out, details, notes)
