@@ -115,7 +115,11 @@ class SchedulerService:
 
     def record_content_version(self) -> None:
         content = self.runtime.content.current
-        record_content_version(self.runtime.engine, content.version, content.files, utcnow())
+        try:
+            record_content_version(self.runtime.engine, content.version, content.files, utcnow())
+        except Exception:
+            # A record for operators: never a reason to stop sending.
+            log.exception("could not record the content version")
 
     def start(self) -> None:
         settings = self.runtime.settings
