@@ -113,18 +113,19 @@ def timed_build_message(watch: Stopwatch) -> Any:
     """Wraps the build_message the dispatcher module imported, for the duration of one run."""
     import nurture.dispatcher as dispatcher_module
 
-    original = dispatcher_module.build_message
+    namespace = vars(dispatcher_module)
+    original = namespace["build_message"]
 
     def build_message(*args: Any, **kwargs: Any) -> bytes:
         with watch.phase("build_message"):
             data: bytes = original(*args, **kwargs)
             return data
 
-    dispatcher_module.build_message = build_message  # type: ignore[assignment]
+    namespace["build_message"] = build_message
     try:
         yield
     finally:
-        dispatcher_module.build_message = original  # type: ignore[assignment]
+        namespace["build_message"] = original
 
 
 def prebuild(content: Any, persons: list[Any], now: Any) -> list[tuple[str, bytes]]:

@@ -108,16 +108,16 @@ def generate_history(backend: str, url: str, n: int) -> float:
             conn.execute("VACUUM ANALYZE")
     else:
         path = url.split("///", 1)[1]
-        conn = sqlite3.connect(path, isolation_level=None)
+        lite = sqlite3.connect(path, isolation_level=None)
         try:
-            conn.execute("PRAGMA synchronous=OFF")
-            conn.execute("BEGIN IMMEDIATE")
+            lite.execute("PRAGMA synchronous=OFF")
+            lite.execute("BEGIN IMMEDIATE")
             for statement in _SQLITE_HISTORY:
-                conn.execute(statement, {"n": n})
-            conn.execute("COMMIT")
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                lite.execute(statement, {"n": n})
+            lite.execute("COMMIT")
+            lite.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
-            conn.close()
+            lite.close()
     return time.perf_counter() - started
 
 

@@ -1,9 +1,13 @@
 """Benchmark 5, memory: peak RSS of a child process that dispatches 10k and then 100k queued emails
 (2k and 20k with --quick) into the bench SMTP server, from a fresh SQLite database each time.
 
-The child (`python -m bench.memory --child ...`) reports resource.getrusage(RUSAGE_SELF).ru_maxrss
-after its Dispatcher.run, and its peak before dispatching (imports, content, engine). A pipeline
-that holds nothing per email beyond a batch peaks at the same height for both sizes.
+The child (`python -m bench.memory --child ...`) reports its peak RSS after its Dispatcher.run, and
+its peak before dispatching (imports, content, engine). A pipeline that holds nothing per email
+beyond a batch peaks at the same height for both sizes.
+
+The peak is the child's own high-water mark, VmHWM in /proc/self/status. resource.getrusage's
+ru_maxrss is recorded too but not compared: Linux keeps it across execve, so a child started by a
+large parent (this one, after the e2e benchmark held 20,000 messages) inherits the parent's peak.
 """
 
 from __future__ import annotations
@@ -37,11 +41,24 @@ NAME = "memory"
 TARGET = 1.2
 
 
-def _rss_kb() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+def _status_kb(field: str) -> int | None:
+    """A VmRSS/VmHWM value of this process in KiB (Linux), None elsewhere."""
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith(field + ":"):
             return int(line.split()[1])
-    return 0
+    return None
+
+
+def _peak_kb() -> int:
+    """This process's own peak RSS: VmHWM (reset by execve), else ru_maxrss."""
+    import resource
+
+    own = _status_kb("VmHWM")
+    return own if own is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def child(argv: list[str]) -> int:
@@ -66,15 +83,16 @@ def child(argv: list[str]) -> int:
     engine = make_engine(args.database_url)
     store = SqlStore(engine)
     dispatcher = make_dispatcher(store, holder, args.smtp_port)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _peak_kb()
     started = time.perf_counter()
     report = dispatcher.run(utcnow())
     seconds = time.perf_counter() - started
     dispatcher.transport.close()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    sys.stdout.write(json.dumps({"maxrss_kb": peak, "maxrss_before_dispatch_kb": before,
-                                 "rss_after_kb": _rss_kb(), "sent": report.sent,
-                                 "claimed": report.claimed, "seconds": seconds}) + "\n")
+    sys.stdout.write(json.dumps({
+        "peak_kb": _peak_kb(), "peak_before_dispatch_kb": before,
+        "rss_after_kb": _status_kb("VmRSS"),
+        "ru_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "sent": report.sent, "claimed": report.claimed, "seconds": seconds}) + "\n")
     engine.dispose()
     return 0
 
@@ -102,7 +120,7 @@ def measure(options: Options, work: Path, content: Any, holder: Any, server: Ser
         measured: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         measured["server_received"] = server.wait_for(count, 30)["messages"]
     measured["emails"] = count
-    options.say(f"memory: {count:,} emails, peak RSS {measured['maxrss_kb'] / 1024:.1f} MiB, "
+    options.say(f"memory: {count:,} emails, peak RSS {measured['peak_kb'] / 1024:.1f} MiB, "
                 f"{count / measured['seconds']:,.0f} emails/s")
     return measured
 
@@ -117,17 +135,19 @@ def run(options: Options) -> dict[str, Any]:
         holder = ContentHolder(content.sequences_dir, content.templates_dir)
         little = measure(options, work, content, holder, server, small)
         big = measure(options, work, content, holder, server, large)
-    ratio = big["maxrss_kb"] / little["maxrss_kb"]
+    ratio = big["peak_kb"] / little["peak_kb"]
     complete = little["sent"] == small and big["sent"] == large
     rows = [row(f"memory: peak RSS of a dispatch child, {large:,} vs {small:,} emails (SQLite)",
-                measured=fmt_bytes(big["maxrss_kb"] * 1024),
-                baseline=fmt_bytes(little["maxrss_kb"] * 1024), ratio=ratio,
+                measured=fmt_bytes(big["peak_kb"] * 1024),
+                baseline=fmt_bytes(little["peak_kb"] * 1024), ratio=ratio,
                 target=f"≤ {TARGET:g}", met=ratio <= TARGET and complete,
-                measured_value=big["maxrss_kb"] * 1024.0,
-                baseline_value=little["maxrss_kb"] * 1024.0, unit="bytes")]
+                measured_value=big["peak_kb"] * 1024.0,
+                baseline_value=little["peak_kb"] * 1024.0, unit="bytes")]
     notes = [f"peak before dispatching (imports, content, engine): "
-             f"{fmt_bytes(little['maxrss_before_dispatch_kb'] * 1024)}; dispatch rate "
-             f"{small / little['seconds']:,.0f} and {large / big['seconds']:,.0f} emails/s"]
+             f"{fmt_bytes(little['peak_before_dispatch_kb'] * 1024)}; dispatch rate "
+             f"{small / little['seconds']:,.0f} and {large / big['seconds']:,.0f} emails/s; "
+             f"ru_maxrss {fmt_bytes(little['ru_maxrss_kb'] * 1024)} and "
+             f"{fmt_bytes(big['ru_maxrss_kb'] * 1024)} (inherits the parent's peak across exec)"]
     return result(NAME, rows, {"small": little, "large": big}, notes)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import signal
 import socket
@@ -123,7 +124,8 @@ async def _serve(delay: float, port: int) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     # The parent going away (its end of our stdin closes) stops us too: no orphan servers.
-    loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not sys.stdin.buffer.read1(1) else None)
+    stdin = sys.stdin.fileno()
+    loop.add_reader(stdin, lambda: stop.set() if not os.read(stdin, 1) else None)
     ports = {
         "smtp_port": smtp.sockets[0].getsockname()[1],
         "control_port": control_server.sockets[0].getsockname()[1],
