@@ -8,8 +8,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
+from email.utils import parseaddr
+from functools import lru_cache
 from uuid import UUID
 
 from nurture.content import Content
@@ -30,6 +33,7 @@ from nurture.ports import (
     Transport,
 )
 from nurture.rendering import Brand, Links, Recipient, build_message
+from nurture.sending import BatchSender, Reply
 from nurture.throttle import Throttle
 from nurture.tokens import LinkMaker
 
@@ -91,6 +95,43 @@ def _profile(claim: ClaimedDelivery) -> Profile:
     s = claim.subscriber
     return Profile(time_zone=s.time_zone, hesitations=s.hesitations, discreet=s.discreet,
                    locale=s.locale)
+
+
+SEND_AHEAD = 1
+"""Messages handed to the sender beyond the one it is sending: one keeps it busy, more would only
+hold rows that a stop, an unsubscribe or an open breaker should have kept back."""
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """A message rendered for a claim, with what its outcome will need."""
+
+    claim: ClaimedDelivery
+    sequence: Sequence
+    profile: Profile
+    message: OutgoingMessage
+    content_version: str
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    ready: _Ready
+    reply: Future[Reply | None]
+
+
+@dataclass(frozen=True)
+class _BatchClock:
+    """Times within a batch: the batch's `now` moved on by the monotonic clock."""
+
+    start: datetime
+    started: float
+    monotonic: Callable[[], float]
+
+    def at(self, moment: float) -> datetime:
+        return self.start + timedelta(seconds=moment - self.started)
+
+    def now(self) -> datetime:
+        return self.at(self.monotonic())
 
 
 @dataclass
@@ -175,10 +216,27 @@ class Dispatcher:
 
     def _work(self, batch: _Batch, report: DispatchReport, now: datetime) -> None:
         """Handle claims from the left of `batch.pending` until none is left or the batch must
-        stop; whatever is left is released by the caller."""
+        stop; whatever is left is released by the caller.
+
+        Sending runs on a thread of its own, one message ahead: while the relay answers one
+        message, this thread records outcomes, re-checks consent and renders the next, so a
+        batch goes at the relay's pace rather than at the sum of both. An outcome is made only
+        from the relay's reply, and stamped with the time of that reply."""
         content = self.content()
+        clock = _BatchClock(now, self.monotonic(), self.monotonic)
+        in_flight: deque[_InFlight] = deque()
+        with BatchSender(self.transport, lambda: self.stopping, self.monotonic) as sender:
+            try:
+                self._feed(batch, report, content, sender, in_flight, clock)
+            except BaseException:
+                self._finish_in_flight(in_flight, batch, report, clock, raise_errors=False)
+                raise
+            self._finish_in_flight(in_flight, batch, report, clock, raise_errors=True)
+
+    def _feed(self, batch: _Batch, report: DispatchReport, content: Content,
+              sender: BatchSender, in_flight: deque[_InFlight], clock: _BatchClock) -> None:
+        """Hand claims to the sender until none is left or the batch must stop."""
         interval = self.policy.recheck_interval.total_seconds()
-        started = self.monotonic()
         live: dict[UUID, LiveState] = {}
         checked_at: float | None = None
         pending = batch.pending
@@ -186,15 +244,15 @@ class Dispatcher:
             if self.stopping:
                 return
             if checked_at is None or self.monotonic() - checked_at >= interval:
-                # Record what went out since the last check: a sent row must not sit in
-                # `sending` until the batch ends, where a crash or an expired lease would have
-                # it sent again. Then re-read the rest (an unsubscribe, pause, bounce or
-                # complaint may have landed since the claim) and renew their leases.
+                # Record what went out since the last check: a sent row must not sit
+                # in `sending` until the batch ends, where a crash or an expired lease
+                # would have it sent again. Then re-read the rest (an unsubscribe,
+                # pause, bounce or complaint may have landed since the claim) and renew
+                # their leases.
                 self._record(batch)
                 checked_at = self.monotonic()
-                live = self.store.recheck(
-                    [claim.id for claim in pending], owner=self.owner,
-                    now=now + timedelta(seconds=checked_at - started), lease=self.policy.lease)
+                live = self.store.recheck([claim.id for claim in pending], owner=self.owner,
+                                          now=clock.now(), lease=self.policy.lease)
             claim = pending[0]
             state = live.get(claim.id)
             if state is None:
@@ -203,14 +261,71 @@ class Dispatcher:
                 report.lease_lost += 1
                 log.warning("lease lost before sending", extra={"delivery": str(claim.id)})
                 continue
-            outcome = self._handle(_with_live(claim, state), content, now)
-            if outcome is None:
-                return  # not sent: the breaker is open, or a stop came during a rate-limit wait
+            handled = self._handle(_with_live(claim, state), content, clock.start)
+            if isinstance(handled, Outcome):
+                pending.popleft()
+                self._add(batch, report, handled)
+                continue
+            if not self._gate():
+                # In half-open state the breaker waits for its trial, which may still
+                # be in flight: hear it out, then ask again.
+                if not in_flight or not self._collect_all(in_flight, batch, report, clock):
+                    return
+                if not self._gate():
+                    return  # the breaker is open, or a stop came during a rate-limit wait
             pending.popleft()
-            batch.outcomes.append(outcome)
-            self._count(report, outcome)
-            if outcome.status is DeliveryStatus.DEFERRED and outcome.error == "connection":
-                return  # the relay is unreachable: leave the rest untouched for the next tick
+            in_flight.append(_InFlight(handled, sender.submit(handled.message)))
+            if len(in_flight) > SEND_AHEAD and not self._collect(
+                    in_flight.popleft(), batch, report, clock):
+                return  # the relay is unreachable: leave the rest for the next tick
+
+    def _collect(self, item: _InFlight, batch: _Batch, report: DispatchReport,
+                 clock: _BatchClock) -> bool:
+        """Wait for one send's reply and add its outcome; False when the batch must stop (the
+        relay is unreachable, or the message was not attempted)."""
+        try:
+            reply = item.reply.result()
+        except BaseException:
+            # Transports should not raise; if one does, a half-open breaker must not wait
+            # forever for the outcome of its trial, and the row goes back to be released.
+            if self.throttle.breaker is not None:
+                self.throttle.breaker.record_failure()
+            batch.pending.appendleft(item.ready.claim)
+            raise
+        if reply is None:
+            batch.pending.appendleft(item.ready.claim)
+            return False
+        self._observe(reply.result)
+        # Plans and retries count from the batch's time, so that schedules do not drift by
+        # how long a batch takes; the record says when the relay took the message.
+        outcome = replace(self._after_send(item.ready, reply.result, clock.start),
+                          at=clock.at(reply.at))
+        self._add(batch, report, outcome)
+        return not (outcome.status is DeliveryStatus.DEFERRED and outcome.error == "connection")
+
+    def _collect_all(self, in_flight: deque[_InFlight], batch: _Batch, report: DispatchReport,
+                     clock: _BatchClock) -> bool:
+        reachable = True
+        while in_flight:
+            reachable = self._collect(in_flight.popleft(), batch, report, clock) and reachable
+        return reachable
+
+    def _finish_in_flight(self, in_flight: deque[_InFlight], batch: _Batch, report: DispatchReport,
+                          clock: _BatchClock, *, raise_errors: bool) -> None:
+        """Every message handed to the sender gets its outcome, even when the batch ends on an
+        error: a message that went out and is not recorded would go out again after the lease."""
+        first_error: BaseException | None = None
+        while in_flight:
+            try:
+                self._collect(in_flight.popleft(), batch, report, clock)
+            except BaseException as error:
+                first_error = first_error or error
+        if first_error is not None and raise_errors:
+            raise first_error
+
+    def _add(self, batch: _Batch, report: DispatchReport, outcome: Outcome) -> None:
+        batch.outcomes.append(outcome)
+        self._count(report, outcome)
 
     def _record(self, batch: _Batch) -> None:
         unrecorded = batch.outcomes[batch.recorded:]
@@ -280,8 +395,8 @@ class Dispatcher:
             name = outcome.status.value
             setattr(report, name, getattr(report, name) + 1)
 
-    def _handle(self, claim: ClaimedDelivery, content: Content, now: datetime) -> Outcome | None:
-        """The outcome for one claim; None when it was not sent because the relay is held back."""
+    def _handle(self, claim: ClaimedDelivery, content: Content, now: datetime) -> Outcome | _Ready:
+        """The outcome for one claim, or the message to send for it."""
         if claim.kind is DeliveryKind.CONFIRMATION:
             return self._confirmation(claim, content, now)
         if claim.kind is not DeliveryKind.STEP or claim.enrollment is None:
@@ -327,7 +442,7 @@ class Dispatcher:
                           now)
 
     def _confirmation(self, claim: ClaimedDelivery, content: Content,
-                      now: datetime) -> Outcome | None:
+                      now: datetime) -> Outcome | _Ready:
         """The double opt-in email: only to a pending subscriber, at any hour, nothing queued after."""
         subscriber = claim.subscriber
         if subscriber.status is not SubscriberStatus.PENDING:
@@ -345,7 +460,8 @@ class Dispatcher:
         return self._send(claim, content, system, step, links, now)
 
     def _send(self, claim: ClaimedDelivery, content: Content, sequence: Sequence, step: Step,
-              links: Links, now: datetime) -> Outcome | None:
+              links: Links, now: datetime) -> Outcome | _Ready:
+        """Render and build the message; the caller sends it. A render error is the outcome."""
         subscriber = claim.subscriber
         profile = _profile(claim)
         message_id = message_id_for(claim.id, self.message_id_domain)
@@ -359,29 +475,17 @@ class Dispatcher:
             log.exception("render failed", extra={"delivery": str(claim.id), "step": step.key})
             return self._retry(claim, now, None, f"render error: {type(error).__name__}",
                                content.version)
-        if not self._gate():
-            return None
-        try:
-            result = self.transport.send(OutgoingMessage(
-                envelope_from=self.brand_address, recipients=(subscriber.email,), data=data,
-                message_id=message_id))
-        except Exception:
-            # Transports should not raise; if one does, a half-open breaker must not wait
-            # forever for the outcome of its trial.
-            if self.throttle.breaker is not None:
-                self.throttle.breaker.record_failure()
-            raise
-        self._observe(result)
-        return self._after_send(claim, sequence, profile, result, message_id, content.version, now)
+        message = OutgoingMessage(envelope_from=self.brand_address, recipients=(subscriber.email,),
+                                  data=data, message_id=message_id)
+        return _Ready(claim, sequence, profile, message, content.version)
 
     @property
     def brand_address(self) -> str:
-        from email.utils import parseaddr
+        return _address_of(self.brand.sender)
 
-        return parseaddr(self.brand.sender)[1]
-
-    def _after_send(self, claim: ClaimedDelivery, sequence: Sequence, profile: Profile,
-                    result: SendResult, message_id: str, version: str, now: datetime) -> Outcome:
+    def _after_send(self, ready: _Ready, result: SendResult, now: datetime) -> Outcome:
+        claim, sequence, profile = ready.claim, ready.sequence, ready.profile
+        message_id, version = ready.message.message_id, ready.content_version
         if result.ok and (claim.enrollment is None or claim.step_key is None):
             return Outcome(claim.id, DeliveryStatus.SENT, now, smtp_code=result.code,
                            message_id=message_id, content_version=version, count_attempt=True)
@@ -434,9 +538,19 @@ class Dispatcher:
                        end_reason="finished" if finished else None)
 
 
+@lru_cache(maxsize=8)
+def _address_of(sender: str) -> str:
+    return parseaddr(sender)[1]
+
+
 def _with_live(claim: ClaimedDelivery, state: LiveState) -> ClaimedDelivery:
     """The claim with its consent and enrollment state replaced by the one read just now."""
     enrollment = claim.enrollment
+    if (state.subscriber_status is claim.subscriber.status and state.suppressed == claim.suppressed
+            and (enrollment is None or state.enrollment_status is None
+                 or (state.enrollment_status is enrollment.status
+                     and state.paused_until == enrollment.paused_until))):
+        return claim  # nothing changed since the claim, the usual case
     if enrollment is not None and state.enrollment_status is not None:
         enrollment = replace(enrollment, status=state.enrollment_status,
                              paused_until=state.paused_until)

@@ -193,3 +193,58 @@ def test_parsed_message_round_trip_is_standard(store: SqlStore, content: Content
     assert "Fay <b>&\"'" in text
     assert "Fay &lt;b&gt;&amp;" in html
     assert "<b>&" not in html
+
+
+class SlowRelay:
+    """The real transport, with a clock that each send moves on by two seconds."""
+
+    def __init__(self, transport: SmtpTransport, ticks: list[float],
+                 on_send: Any = None) -> None:
+        self._transport, self._ticks, self._on_send = transport, ticks, on_send
+        self.sent = 0
+
+    def send(self, message: Any) -> Any:
+        self._ticks[0] += 2.0
+        self.sent += 1
+        if self._on_send is not None:
+            self._on_send(self.sent)
+        return self._transport.send(message)
+
+    def close(self) -> None:
+        self._transport.close()
+
+
+def test_each_sent_at_is_when_the_relay_answered_and_plans_count_from_the_tick(
+        store: SqlStore, content: ContentHolder, dispatcher: Dispatcher) -> None:
+    emails = [f"p{index}@example.org" for index in range(4)]
+    for email in emails:
+        _enroll(store, content, email, hesitations=("stigma",))
+    ticks = [0.0]
+    dispatcher.transport = SlowRelay(cast(SmtpTransport, dispatcher.transport), ticks)
+    dispatcher.monotonic = lambda: ticks[0]
+
+    assert dispatcher.run(T0).sent == 4
+
+    welcomes = [d for email in emails for d in store.deliveries_for(email) if d.step_key == "welcome"]
+    assert sorted(d.sent_at for d in welcomes if d.sent_at) == [
+        T0 + timedelta(seconds=2 * n) for n in range(1, 5)]
+    # The next step is due two days after the tick, not after each reply.
+    nexts = [d for email in emails for d in store.deliveries_for(email) if d.step_key != "welcome"]
+    assert {d.due_at for d in nexts} == {T0 + timedelta(days=2)}
+
+
+def test_a_stop_during_a_send_sends_nothing_more_and_releases_the_rest(
+        store: SqlStore, content: ContentHolder, dispatcher: Dispatcher, smtp_server: Any) -> None:
+    for index in range(6):
+        _enroll(store, content, f"p{index}@example.org", hesitations=("stigma",))
+    relay = SlowRelay(cast(SmtpTransport, dispatcher.transport), [0.0],
+                      on_send=lambda count: dispatcher.request_stop() if count == 2 else None)
+    dispatcher.transport = relay
+
+    report = dispatcher.run(T0)
+
+    # The second send was under way when the stop came: it finishes and is recorded; the message
+    # already handed to the sender behind it is not attempted.
+    assert (report.sent, report.released, relay.sent) == (2, 4, 2)
+    assert len(smtp_server.messages) == 2
+    assert store.counts_by_status().get("sending", 0) == 0

@@ -662,17 +662,75 @@ def test_assembled_message_parses_like_the_standard_library_one(discreet_brand: 
             extra = {"X-Nurture-Test": "yes"} if index % 2 else {}
             options = {"to": recipient.email, "message_id": f"<m{index}.{step.key}@example.org>",
                        "links": links, "date": date, "extra_headers": extra}
-            fast = build_message(rendered, **options)  # type: ignore[arg-type]
-            reference = build_message_reference(rendered, **options)  # type: ignore[arg-type]
-            assert b"\r\n" in fast and b"\n" not in fast.replace(b"\r\n", b"")
-            assert all(len(line) <= 998 for line in fast.split(b"\r\n"))
-            ours = email.message_from_bytes(fast, policy=default)
-            theirs = email.message_from_bytes(reference, policy=default)
-            for name in COMPARED_HEADERS:
-                assert str(ours.get(name)) == str(theirs.get(name)), (name, recipient)
-            assert ours.get_content_type() == theirs.get_content_type() == "multipart/alternative"
-            for kind in ("plain", "html"):
-                mine, reference_part = ours.get_body((kind,)), theirs.get_body((kind,))
-                assert mine is not None and reference_part is not None
-                assert mine.get_content() == reference_part.get_content(), (kind, recipient)
-                assert mine.get_content_charset() == "utf-8"
+            assert_builders_agree(rendered, options)
+
+
+def assert_builders_agree(rendered: RenderedEmail, options: dict[str, object]) -> None:
+    fast = build_message(rendered, **options)  # type: ignore[arg-type]
+    reference = build_message_reference(rendered, **options)  # type: ignore[arg-type]
+    assert b"\r\n" in fast and b"\n" not in fast.replace(b"\r\n", b"")
+    assert b"\r" not in fast.replace(b"\r\n", b"")
+    assert all(len(line) <= 998 for line in fast.split(b"\r\n"))
+    ours = email.message_from_bytes(fast, policy=default)
+    theirs = email.message_from_bytes(reference, policy=default)
+    for name in COMPARED_HEADERS:
+        assert str(ours.get(name)) == str(theirs.get(name)), name
+    assert ours.get_content_type() == theirs.get_content_type() == "multipart/alternative"
+    for kind in ("plain", "html"):
+        mine, reference_part = ours.get_body((kind,)), theirs.get_body((kind,))
+        assert mine is not None and reference_part is not None
+        assert mine.get_content() == reference_part.get_content(), kind
+        assert mine.get_content_charset() == "utf-8"
+
+
+@pytest.mark.parametrize("separator", ["\x0b", "\x0c", "\x1c", "\x1e", "\x85", "\u2028", "\u2029",
+                                       "\r", "\r\n"])
+def test_only_cr_and_lf_break_lines_in_the_assembled_message(separator: str) -> None:
+    text = f"Hello{separator}there\nsecond line\n"
+    html = f"<p>Hello{separator}there</p>\n<p>second</p>\n"
+    rendered = RenderedEmail("Nurture <hello@example.org>", "Subject", "", html, text)
+    options = {"to": "asha@example.org", "message_id": "<m1@example.org>", "links": LINKS,
+               "date": datetime(2026, 3, 8, 7, 30, tzinfo=UTC)}
+    assert_builders_agree(rendered, options)
+    parsed = email.message_from_bytes(build_message(rendered, **options), policy=default)  # type: ignore[arg-type]
+    plain = parsed.get_body(("plain",))
+    assert plain is not None
+    if separator not in ("\r", "\r\n"):
+        assert separator in plain.get_content(), "kept inside its line"
+
+
+def test_uri_values_left_unescaped_are_the_ones_libxml2_leaves_alone() -> None:
+    import random
+
+    from nurture.rendering import _URI_UNCHANGED, _escape_uri_attribute, _escape_uri_attribute_by_libxml2
+
+    alphabet = "ABCXYZabcxyz0189._~:/?#@!$()*+,;=%-"
+    assert _URI_UNCHANGED.fullmatch(alphabet)
+    chance = random.Random(7)
+    samples = ["", *alphabet, *("https://example.org/" + c for c in alphabet)]
+    samples += ["".join(chance.choices(alphabet, k=chance.randint(1, 40))) for _ in range(2000)]
+    for value in samples:
+        assert _escape_uri_attribute(value) == _escape_uri_attribute_by_libxml2(value), value
+    # Outside the set, libxml2 decides.
+    assert _escape_uri_attribute("https://x/a b&c") == "https://x/a%20b&amp;c"
+
+
+def test_single_spaced_wrapping_matches_textwrap() -> None:
+    import random
+    import textwrap
+
+    from nurture.rendering import TEXT_WIDTH, _wrap_line
+
+    chance = random.Random(11)
+    words = ["a", "to", "the", "partner", "therapy", "https://example.org/" + "x" * 70, "é", "—",
+             "x" * 77, "y" * 78, "z" * 79, "(consult)", "well,"]
+    prefixes = ["", "- ", "  * ", "> ", "> > 12. ", "1) ", " " * 30]
+    for _ in range(3000):
+        prefix = chance.choice(prefixes)
+        body = " ".join(chance.choices(words, k=chance.randint(1, 40)))
+        line = prefix + body
+        expected = line if len(line) <= TEXT_WIDTH else textwrap.fill(
+            body, width=TEXT_WIDTH, initial_indent=prefix,
+            subsequent_indent=re.sub(r"[-*+]|\d{1,3}[.)]", lambda m: " " * len(m.group(0)), prefix),
+            break_long_words=False, break_on_hyphens=False) or line
+        assert _wrap_line(line) == expected, line
