@@ -138,10 +138,11 @@ def cmd_enroll(settings: Settings, args: argparse.Namespace) -> int:
 # --- dispatch -----------------------------------------------------------------------------------
 
 def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
+    from nurture.transports import transport_from_settings
     from nurture.wiring import runtime_from
 
     runtime = runtime_from(settings)
-    dispatcher = runtime.dispatcher()
+    dispatcher = runtime.dispatcher(transport_from_settings(settings, separate_process=True))
     try:
         report = dispatcher.run(_now(args))
     finally:

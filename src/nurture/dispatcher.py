@@ -8,7 +8,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from email.utils import parseaddr
@@ -33,7 +32,7 @@ from nurture.ports import (
     Transport,
 )
 from nurture.rendering import Brand, Links, Recipient, build_message
-from nurture.sending import BatchSender, Reply
+from nurture.sending import BatchSender, PendingReply
 from nurture.throttle import Throttle
 from nurture.tokens import LinkMaker
 
@@ -116,7 +115,7 @@ class _Ready:
 @dataclass(frozen=True)
 class _InFlight:
     ready: _Ready
-    reply: Future[Reply | None]
+    reply: PendingReply
 
 
 @dataclass(frozen=True)

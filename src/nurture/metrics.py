@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy.engine import Engine
 
-from nurture.ports import OutgoingMessage, SendResult, Transport
+from nurture.ports import OutgoingMessage, PipelinedTransport, SendResult, Transport
 from nurture.store.operations import queue_health
 
 SEND_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -41,15 +42,49 @@ class MeteredTransport:
     def send(self, message: OutgoingMessage) -> SendResult:
         started = time.perf_counter()
         result = self.inner.send(message)
+        self._observe(result, started)
+        return result
+
+    def _observe(self, result: SendResult, started: float) -> None:
         self.metrics.latency.observe(time.perf_counter() - started)
         outcome = "ok" if result.ok else (result.error_kind.value if result.error_kind else "error")
         self.metrics.sends.labels(outcome=outcome).inc()
         if not result.ok:
             self.metrics.errors.labels(code=str(result.code or "none")).inc()
-        return result
 
     def close(self) -> None:
         self.inner.close()
+
+
+class MeteredPipelinedTransport(MeteredTransport):
+    """The same for a pipelined transport; a send's time runs from hand-over to reply."""
+
+    def __init__(self, inner: PipelinedTransport, metrics: SchedulerMetrics) -> None:
+        super().__init__(inner, metrics)
+        self.pipelined = inner
+        self._started: deque[float] = deque()
+
+    def begin(self, message: OutgoingMessage) -> None:
+        self._started.append(time.perf_counter())
+        self.pipelined.begin(message)
+
+    def finish(self) -> SendResult | None:
+        result = self.pipelined.finish()
+        started = self._started.popleft()
+        if result is not None:
+            self._observe(result, started)
+        return result
+
+    def reset(self) -> None:
+        self._started.clear()
+        self.pipelined.reset()
+
+
+def metered(inner: Transport, metrics: SchedulerMetrics) -> MeteredTransport:
+    """`inner` with its sends counted, pipelined if it is."""
+    if isinstance(inner, PipelinedTransport):
+        return MeteredPipelinedTransport(inner, metrics)
+    return MeteredTransport(inner, metrics)
 
 
 def queue_metrics(engine: Engine, now: datetime) -> bytes:

@@ -10,7 +10,7 @@ from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 
@@ -240,3 +240,21 @@ class Transport(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class PipelinedTransport(Transport, Protocol):
+    """A transport that takes the next message while the relay answers the previous one."""
+
+    def begin(self, message: OutgoingMessage) -> None:
+        """Hand a message over without waiting for the relay."""
+        ...
+
+    def finish(self) -> SendResult | None:
+        """The outcome of the earliest message begun and not finished, in order; None when it
+        was not attempted because one before it found the relay unreachable."""
+        ...
+
+    def reset(self) -> None:
+        """Attempt messages again after a connection failure (a new batch begins)."""
+        ...

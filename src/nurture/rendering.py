@@ -1510,11 +1510,10 @@ def build_message(
         if not text_body.endswith("\r\n"):
             text_body += "\r\n"
     html = b"\r\n".join(rendered.html.encode("utf-8").splitlines()) + b"\r\n"
-    encoded = binascii.b2a_base64(html, newline=False)
-    html_body = "".join(
-        encoded[start : start + _BASE64_LINE].decode("ascii") + "\r\n"
-        for start in range(0, len(encoded), _BASE64_LINE)
-    )
+    encoded = binascii.b2a_base64(html, newline=False).decode("ascii")
+    html_body = "\r\n".join(
+        [encoded[start : start + _BASE64_LINE] for start in range(0, len(encoded), _BASE64_LINE)]
+    ) + "\r\n"
     lines += [
         f"--{boundary}\r\n",
         'Content-Type: text/plain; charset="utf-8"\r\n',

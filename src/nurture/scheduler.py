@@ -17,7 +17,7 @@ from prometheus_client import start_http_server
 
 from nurture.clock import utcnow
 from nurture.config import Settings
-from nurture.metrics import MeteredTransport, SchedulerMetrics
+from nurture.metrics import SchedulerMetrics, metered
 from nurture.store.accounts import AccountStore
 from nurture.store.content_versions import record_content_version
 from nurture.store.operations import beat, mark_stopped, purge_departed
@@ -63,7 +63,8 @@ class SchedulerService:
         self.runtime = runtime
         self.metrics = SchedulerMetrics()
         self.dispatcher = runtime.dispatcher(
-            transport=MeteredTransport(transport_from_settings(runtime.settings), self.metrics))
+            transport=metered(transport_from_settings(runtime.settings, separate_process=True),
+                              self.metrics))
         self.stopped = threading.Event()
         self.ticks = 0
         self.started_at = utcnow()

@@ -1,24 +1,32 @@
-"""A batch's sending thread: messages go to the relay one after another on a thread of their own,
-so that the dispatcher renders and records while the relay answers."""
+"""A batch's sender: messages go to the relay one after another while the dispatcher renders and
+records, through a transport that pipelines itself or else on a thread of their own."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
-from nurture.ports import OutgoingMessage, SendErrorKind, SendResult, Transport
+from nurture.ports import OutgoingMessage, PipelinedTransport, SendErrorKind, SendResult, Transport
 
 
 class Reply(NamedTuple):
     result: SendResult
     at: float
-    """The sender's monotonic clock when the relay answered."""
+    """The monotonic clock when the relay's answer was seen."""
+
+
+class PendingReply(Protocol):
+    def result(self) -> Reply | None:
+        """Wait for the reply; None when the message was not attempted."""
+        ...
 
 
 class BatchSender:
-    """A batch's sending thread. Once the relay is unreachable, or a stop is asked, it attempts
-    nothing more: what was handed to it comes back unsent (None) for the batch to release."""
+    """Sends a batch's messages in the order given. Once the relay is unreachable it attempts
+    nothing more, and the messages handed over behind come back unsent (None) for the batch to
+    release. The threaded way also skips them when a stop is asked; a pipelined transport has
+    already passed the next message on, so it goes out, and is recorded."""
 
     def __init__(self, transport: Transport, stopping: Callable[[], bool],
                  monotonic: Callable[[], float]) -> None:
@@ -26,10 +34,20 @@ class BatchSender:
         self._stopping = stopping
         self._monotonic = monotonic
         self._unreachable = False
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nurture-send")
+        self._pipelined = transport if isinstance(transport, PipelinedTransport) else None
+        self._executor: ThreadPoolExecutor | None = None
+        if self._pipelined is not None:
+            self._pipelined.reset()
+        else:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nurture-send")
 
-    def submit(self, message: OutgoingMessage) -> Future[Reply | None]:
-        return self._executor.submit(self._send, message)
+    def submit(self, message: OutgoingMessage) -> PendingReply:
+        """Hand a message over; the replies must be collected in the order of submission."""
+        if self._pipelined is not None:
+            self._pipelined.begin(message)
+            return _Piped(self._pipelined, self._monotonic)
+        assert self._executor is not None
+        return _Threaded(self._executor.submit(self._send, message))
 
     def _send(self, message: OutgoingMessage) -> Reply | None:
         if self._unreachable or self._stopping():
@@ -42,4 +60,22 @@ class BatchSender:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._executor.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+
+class _Threaded:
+    def __init__(self, future: Future[Reply | None]) -> None:
+        self._future = future
+
+    def result(self) -> Reply | None:
+        return self._future.result()
+
+
+class _Piped:
+    def __init__(self, transport: PipelinedTransport, monotonic: Callable[[], float]) -> None:
+        self._transport, self._monotonic = transport, monotonic
+
+    def result(self) -> Reply | None:
+        result = self._transport.finish()
+        return None if result is None else Reply(result, self._monotonic())

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from nurture.config import SmtpEndpoint, SmtpSecurity
-from nurture.ports import OutgoingMessage, SendErrorKind, SendResult
+from nurture.ports import OutgoingMessage, SendErrorKind, SendResult, Transport
 
 if TYPE_CHECKING:
     from nurture.config import Settings
@@ -269,6 +269,12 @@ def _ascii(message: OutgoingMessage) -> bool:
     return all(address.isascii() for address in (message.envelope_from, *message.recipients))
 
 
-def transport_from_settings(settings: Settings) -> SmtpTransport:
-    """The transport for `NURTURE_SMTP_URL` with `NURTURE_SMTP_TIMEOUT_SECONDS`."""
+def transport_from_settings(settings: Settings, *, separate_process: bool = False) -> Transport:
+    """The transport for `NURTURE_SMTP_URL` with `NURTURE_SMTP_TIMEOUT_SECONDS`; with
+    `separate_process`, the SMTP conversation runs in a child process, pipelined (for sending
+    batches: see nurture.relay_process)."""
+    if separate_process:
+        from nurture.relay_process import ProcessTransport
+
+        return ProcessTransport(settings.smtp, timeout=settings.smtp_timeout_seconds)
     return SmtpTransport(settings.smtp, timeout=settings.smtp_timeout_seconds)

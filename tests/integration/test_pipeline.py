@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -16,7 +17,8 @@ from nurture.config import parse_smtp_url
 from nurture.content import ContentHolder
 from nurture.dispatcher import Dispatcher, DispatchPolicy, message_id_for
 from nurture.enrollment import enroll, make_person
-from nurture.ports import ConsentRecord
+from nurture.ports import ConsentRecord, Transport
+from nurture.relay_process import ProcessTransport
 from nurture.rendering import Brand
 from nurture.store.models import Subscriber
 from nurture.store.repository import SqlStore
@@ -34,9 +36,14 @@ def content() -> ContentHolder:
     return ContentHolder(ROOT / "sequences", ROOT / "templates")
 
 
-@pytest.fixture
-def dispatcher(store: SqlStore, content: ContentHolder, smtp_server: Any) -> Dispatcher:
-    transport = SmtpTransport(parse_smtp_url(f"smtp://127.0.0.1:{smtp_server.port}"), timeout=5)
+@pytest.fixture(params=["thread", "process"])
+def dispatcher(request: pytest.FixtureRequest, store: SqlStore, content: ContentHolder,
+               smtp_server: Any) -> Iterator[Dispatcher]:
+    """A dispatcher sending on a thread of its own, or (as the scheduler does) through the relay
+    process."""
+    endpoint = parse_smtp_url(f"smtp://127.0.0.1:{smtp_server.port}")
+    transport: Transport = (SmtpTransport(endpoint, timeout=5) if request.param == "thread"
+                            else ProcessTransport(endpoint, timeout=5))
     yield_value = Dispatcher(
         store=store,
         transport=transport,
@@ -49,7 +56,8 @@ def dispatcher(store: SqlStore, content: ContentHolder, smtp_server: Any) -> Dis
         message_id_domain="nurture.test",
         policy=DispatchPolicy(batch_size=50),
     )
-    return yield_value
+    yield yield_value
+    transport.close()
 
 
 def _enroll(store: SqlStore, content: ContentHolder, email: str, *, hesitations: tuple[str, ...],
@@ -198,7 +206,7 @@ def test_parsed_message_round_trip_is_standard(store: SqlStore, content: Content
 class SlowRelay:
     """The real transport, with a clock that each send moves on by two seconds."""
 
-    def __init__(self, transport: SmtpTransport, ticks: list[float],
+    def __init__(self, transport: Transport, ticks: list[float],
                  on_send: Any = None) -> None:
         self._transport, self._ticks, self._on_send = transport, ticks, on_send
         self.sent = 0
@@ -220,7 +228,7 @@ def test_each_sent_at_is_when_the_relay_answered_and_plans_count_from_the_tick(
     for email in emails:
         _enroll(store, content, email, hesitations=("stigma",))
     ticks = [0.0]
-    dispatcher.transport = SlowRelay(cast(SmtpTransport, dispatcher.transport), ticks)
+    dispatcher.transport = SlowRelay(dispatcher.transport, ticks)
     dispatcher.monotonic = lambda: ticks[0]
 
     assert dispatcher.run(T0).sent == 4
@@ -237,7 +245,7 @@ def test_a_stop_during_a_send_sends_nothing_more_and_releases_the_rest(
         store: SqlStore, content: ContentHolder, dispatcher: Dispatcher, smtp_server: Any) -> None:
     for index in range(6):
         _enroll(store, content, f"p{index}@example.org", hesitations=("stigma",))
-    relay = SlowRelay(cast(SmtpTransport, dispatcher.transport), [0.0],
+    relay = SlowRelay(dispatcher.transport, [0.0],
                       on_send=lambda count: dispatcher.request_stop() if count == 2 else None)
     dispatcher.transport = relay
 

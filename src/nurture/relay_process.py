@@ -1,0 +1,237 @@
+"""The SMTP conversation in a child process: a Transport whose sends are carried out by an
+SmtpTransport in an interpreter of its own, fed through a socket one message ahead.
+
+In one process, the thread talking to the relay must take the interpreter lock back after each of
+a message's round trips while the dispatcher holds it to render the next message, and the relay
+waits. Here the dispatcher writes the next message into the socket and goes on; the child starts
+it the moment the relay has answered the previous one.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections import deque
+from multiprocessing.connection import Connection
+from types import TracebackType
+from typing import Any
+
+from nurture.config import SmtpEndpoint
+from nurture.ports import OutgoingMessage, SendErrorKind, SendResult
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 30.0
+"""Seconds for the child to start and say it is ready (a cold interpreter start with imports)."""
+
+_SEND, _RESET, _CLOSE = "send", "reset", "close"
+
+
+class ProcessTransport:
+    """A `ports.Transport` over one persistent SMTP connection held by a child process.
+
+    `begin` hands a message over without waiting; `finish` returns the outcomes in the order the
+    messages were begun. After a connection failure the child attempts none of the messages
+    begun behind it (their outcome is None) until `reset`. The child is started on first use and
+    again after it dies; a child that does not answer within a whole conversation's timeouts is
+    killed, and its messages count as connection failures (they may or may not have arrived, as
+    with a dropped socket)."""
+
+    def __init__(self, endpoint: SmtpEndpoint, *, timeout: float, local_hostname: str | None = None,
+                 log_level: str | None = None) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive: a blocking socket could hang forever")
+        self._endpoint = endpoint
+        self._timeout = timeout
+        self._local_hostname = local_hostname
+        # The child logs as this process does, in the same JSON lines on the same stderr.
+        self._log_level = log_level or logging.getLevelName(logging.getLogger().getEffectiveLevel())
+        self._process: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None
+        # One entry per message begun: None when the child will answer it, or the outcome
+        # already known here (the child could not be started, or died with it outstanding).
+        self._tickets: deque[SendResult | None] = deque()
+        self._lock = threading.Lock()
+
+    @property
+    def where(self) -> str:
+        """host:port, safe to log."""
+        return f"{self._endpoint.host}:{self._endpoint.port}"
+
+    @property
+    def pid(self) -> int | None:
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        with self._lock:
+            if self._tickets:
+                raise RuntimeError("send() while messages begun are not finished")
+            self._begin(message, skip_after_failure=False)
+            outcome = self._finish()
+        assert outcome is not None, "attempted unconditionally"
+        return outcome
+
+    def reset(self) -> None:
+        """Attempt messages again after a connection failure (a new batch begins)."""
+        with self._lock:
+            conn = self._live_connection()
+            if conn is not None:
+                self._write(conn, (_RESET,))
+
+    def begin(self, message: OutgoingMessage) -> None:
+        with self._lock:
+            self._begin(message, skip_after_failure=True)
+
+    def finish(self) -> SendResult | None:
+        """The outcome of the earliest message begun and not finished; None if not attempted."""
+        with self._lock:
+            return self._finish()
+
+    def _begin(self, message: OutgoingMessage, *, skip_after_failure: bool) -> None:
+        try:
+            conn = self._connection()
+        except (OSError, EOFError, TimeoutError) as error:
+            self._tickets.append(self._lost(f"could not start ({type(error).__name__})"))
+            return
+        if self._write(conn, (_SEND, message, skip_after_failure)):
+            self._tickets.append(None)
+        else:
+            self._tickets.append(self._lost("ended unexpectedly"))
+
+    def _finish(self) -> SendResult | None:
+        if not self._tickets:
+            raise RuntimeError("finish() without a message begun")
+        known = self._tickets.popleft()
+        if known is not None:
+            return known
+        conn = self._conn
+        assert conn is not None, "a ticket for the child implies a live connection"
+        try:
+            # Each of connect, greeting, EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA and the end of
+            # data may take the whole timeout before the child's socket gives up.
+            if conn.poll(self._timeout * 10 + 5):
+                reply: SendResult | None = conn.recv()
+                return reply
+            reason = "did not answer in time"
+        except (OSError, EOFError) as error:
+            reason = f"ended unexpectedly ({type(error).__name__})"
+        lost = self._lost(reason)
+        # The child is gone with the rest of what it was given: nothing will answer for them.
+        self._tickets = deque(lost if ticket is None else ticket for ticket in self._tickets)
+        return lost
+
+    def _lost(self, reason: str) -> SendResult:
+        log.error("relay process failed; restarting it on the next send", extra={"reason": reason})
+        self._stop(kill=True)
+        return SendResult(ok=False, code=None, message=f"{self.where}: the relay process {reason}",
+                          error_kind=SendErrorKind.CONNECTION)
+
+    def _write(self, conn: Connection, request: tuple[Any, ...]) -> bool:
+        try:
+            conn.send(request)
+            return True
+        except OSError:
+            return False
+
+    def _live_connection(self) -> Connection | None:
+        if self._conn is not None and self._process is not None and self._process.poll() is None:
+            return self._conn
+        return None
+
+    def _connection(self) -> Connection:
+        live = self._live_connection()
+        if live is not None:
+            return live
+        self._stop(kill=True)
+        # A fresh interpreter rather than a fork of this threaded one; it learns its settings
+        # over the socket, so no password is on a command line.
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "nurture.relay_process", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+            conn = Connection(ours.detach())
+        self._process, self._conn = process, conn
+        conn.send((self._endpoint, self._timeout, self._local_hostname, self._log_level))
+        if not conn.poll(START_TIMEOUT) or conn.recv() != "ready":
+            raise TimeoutError("the relay process did not start")
+        log.info("relay process started", extra={"pid": process.pid, "relay": self.where})
+        return conn
+
+    def _stop(self, *, kill: bool) -> None:
+        process, conn = self._process, self._conn
+        self._process = self._conn = None
+        if conn is not None:
+            if not kill:
+                try:
+                    conn.send((_CLOSE,))
+                    conn.poll(self._timeout + 1)
+                except OSError:
+                    pass
+            conn.close()
+        if process is not None:
+            try:
+                process.wait(timeout=0.1 if kill else self._timeout + 2)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+
+    def close(self) -> None:
+        """QUIT politely in the child and let it exit."""
+        with self._lock:
+            self._tickets.clear()
+            self._stop(kill=False)
+
+    def __enter__(self) -> ProcessTransport:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+
+def _serve(conn: Connection) -> None:
+    """The child: answer requests in order until told to close or until the parent goes away."""
+    # Ctrl-C reaches the whole process group, and a container's stop signal may too; the parent
+    # decides when sending ends (after the messages in flight) and then closes the socket.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from nurture.logs import configure_logging
+    from nurture.transports import SmtpTransport
+
+    endpoint, timeout, local_hostname, log_level = conn.recv()
+    configure_logging(log_level)
+    transport = SmtpTransport(endpoint, timeout=timeout, local_hostname=local_hostname)
+    unreachable = False
+    conn.send("ready")
+    try:
+        while True:
+            try:
+                request = conn.recv()
+            except (EOFError, OSError):
+                return  # the parent is gone
+            if request[0] == _CLOSE:
+                conn.send("closed")
+                return
+            if request[0] == _RESET:
+                unreachable = False
+                continue
+            _, message, skip_after_failure = request
+            if skip_after_failure and unreachable:
+                conn.send(None)
+                continue
+            result = transport.send(message)
+            if skip_after_failure:
+                unreachable = result.error_kind is SendErrorKind.CONNECTION
+            conn.send(result)
+    finally:
+        transport.close()
+
+
+if __name__ == "__main__":
+    _serve(Connection(int(sys.argv[1])))

@@ -1,0 +1,107 @@
+"""The relay process: the SMTP conversation in a child process, pipelined, against a real server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from nurture.config import parse_smtp_url
+from nurture.ports import OutgoingMessage, PipelinedTransport, SendErrorKind
+from nurture.relay_process import ProcessTransport
+from tests.support.smtp import RecordingSmtpServer
+
+
+def message(number: int, to: str | None = None) -> OutgoingMessage:
+    recipient = to or f"p{number}@example.org"
+    data = (f"From: hello@nurture.test\r\nTo: {recipient}\r\nMessage-ID: <m{number}@nurture.test>\r\n"
+            f"Subject: number {number}\r\n\r\nBody {number}\r\n").encode("ascii")
+    return OutgoingMessage(envelope_from="hello@nurture.test", recipients=(recipient,), data=data,
+                           message_id=f"<m{number}@nurture.test>")
+
+
+@pytest.fixture
+def relay(smtp_server: RecordingSmtpServer) -> Iterator[ProcessTransport]:
+    with ProcessTransport(parse_smtp_url(smtp_server.url), timeout=5) as transport:
+        yield transport
+
+
+def test_pipelined_sends_arrive_in_order_with_their_outcomes(
+        relay: ProcessTransport, smtp_server: RecordingSmtpServer) -> None:
+    assert isinstance(relay, PipelinedTransport)
+    smtp_server.faults.reject_recipient("p3@example.org")
+    relay.reset()
+    for number in range(6):
+        relay.begin(message(number))
+    outcomes = [relay.finish() for _ in range(6)]
+
+    assert [(o.ok, o.code) for o in outcomes if o is not None] == [
+        (True, 250), (True, 250), (True, 250), (False, 550), (True, 250), (True, 250)]
+    assert outcomes[3] is not None and outcomes[3].error_kind is SendErrorKind.PERMANENT
+    assert [m.recipients[0] for m in smtp_server.wait_for(5)] == [
+        f"p{n}@example.org" for n in (0, 1, 2, 4, 5)]
+    assert smtp_server.connections == 1, "one persistent connection, held by the child"
+    assert relay.send(message(9)).ok, "plain sends work between batches"
+
+
+def test_behind_a_connection_failure_nothing_is_attempted_until_reset(
+        relay: ProcessTransport, smtp_server: RecordingSmtpServer) -> None:
+    relay.reset()
+    relay.begin(message(0))
+    assert relay.finish() is not None
+    smtp_server.stop()
+    for number in range(1, 4):
+        relay.begin(message(number))
+    first, *behind = (relay.finish() for _ in range(3))
+
+    assert first is not None and first.error_kind is SendErrorKind.CONNECTION
+    assert behind == [None, None], "not attempted: the batch releases them untouched"
+    smtp_server.start()
+    relay.reset()
+    relay.begin(message(4))
+    again = relay.finish()
+    assert again is not None and again.ok
+
+
+def test_a_killed_child_fails_what_it_held_and_is_replaced(
+        relay: ProcessTransport, smtp_server: RecordingSmtpServer) -> None:
+    assert relay.send(message(0)).ok
+    first_pid = relay.pid
+    assert first_pid is not None and first_pid != os.getpid()
+    os.kill(first_pid, signal.SIGKILL)
+    relay.begin(message(1))
+    relay.begin(message(2))
+    lost = [relay.finish(), relay.finish()]
+    assert all(o is not None and o.error_kind is SendErrorKind.CONNECTION for o in lost)
+
+    assert relay.send(message(3)).ok
+    assert relay.pid not in (None, first_pid), "a new child"
+    assert {m.recipients[0] for m in smtp_server.wait_for(2)} >= {"p0@example.org", "p3@example.org"}
+
+
+def test_an_unreachable_relay_is_a_connection_failure() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with ProcessTransport(parse_smtp_url(f"smtp://127.0.0.1:{port}"), timeout=2) as relay:
+        outcome = relay.send(message(0))
+    assert not outcome.ok and outcome.error_kind is SendErrorKind.CONNECTION
+
+
+def test_close_quits_and_the_child_exits(smtp_server: RecordingSmtpServer) -> None:
+    relay = ProcessTransport(parse_smtp_url(smtp_server.url), timeout=5)
+    assert relay.send(message(0)).ok
+    child = relay.pid
+    assert child is not None
+    relay.close()
+    assert relay.pid is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
+
+
+def test_finish_without_begin_is_a_bug_and_says_so(relay: ProcessTransport) -> None:
+    with pytest.raises(RuntimeError, match="without a message begun"):
+        relay.finish()
