@@ -204,9 +204,9 @@ def run_backend(backend: str, options: Options, work: Any, content: Any, holder:
                 server: ServerProcess) -> dict[str, Any]:
     from nurture.clock import utcnow
     from nurture.config import parse_smtp_url
+    from nurture.relay_process import ProcessTransport
     from nurture.store.database import make_engine
     from nurture.store.repository import SqlStore
-    from nurture.relay_process import ProcessTransport
 
     n = len(persons)
     with database(backend, options, work) as url:

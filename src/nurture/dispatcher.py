@@ -396,6 +396,10 @@ class Dispatcher:
 
     def _handle(self, claim: ClaimedDelivery, content: Content, now: datetime) -> Outcome | _Ready:
         """The outcome for one claim, or the message to send for it."""
+        if claim.unreadable is not None:
+            # Sending without the first name and answers would be a different email; retry
+            # (with backoff, then fail) so that restoring the key lets it go out as written.
+            return self._retry(claim, now, None, claim.unreadable, content.version)
         if claim.kind is DeliveryKind.CONFIRMATION:
             return self._confirmation(claim, content, now)
         if claim.kind is not DeliveryKind.STEP or claim.enrollment is None:

@@ -82,6 +82,9 @@ class ClaimedDelivery:
     subscriber: SubscriberSnapshot
     enrollment: EnrollmentSnapshot | None
     suppressed: bool
+    unreadable: str | None = None
+    """Why the subscriber's encrypted fields could not be read (a data key missing from
+    NURTURE_DATA_KEYS); such a delivery is retried later, never sent without them."""
 
 
 @dataclass(frozen=True)

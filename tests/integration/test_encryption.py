@@ -17,6 +17,7 @@ from nurture.store import crypto
 from nurture.store.accounts import AccountStore
 from nurture.store.repository import SqlStore
 from nurture.store.rotation import rotate_data_keys
+from tests.support.smtp import RecordingSmtpServer
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -95,3 +96,51 @@ def test_values_written_before_encryption_are_read_and_then_encrypted(store: Sql
 def test_a_malformed_key_names_the_variable() -> None:
     with pytest.raises(crypto.DataKeyError, match="NURTURE_DATA_KEYS"):
         crypto.KeyRing(["not-a-key"])
+
+
+def test_one_unreadable_subscriber_is_held_back_and_the_rest_still_go_out(
+        store: SqlStore, smtp_server: RecordingSmtpServer, caplog: pytest.LogCaptureFixture) -> None:
+    from nurture.config import parse_smtp_url
+    from nurture.dispatcher import Dispatcher, DispatchPolicy
+    from nurture.ports import DeliveryStatus
+    from nurture.rendering import Brand
+    from nurture.tokens import LinkMaker, TokenSigner
+    from nurture.transports import SmtpTransport
+
+    crypto.configure(crypto.KeyRing([OLD]))
+    _enroll(store, "lost-key@example.org")
+    crypto.configure(crypto.KeyRing([NEW]))  # the operator dropped OLD without rotating
+    _enroll(store, "asha@example.org")
+
+    claimed = store.claim_due(now=T0, owner="t", limit=10, lease=timedelta(minutes=5))
+    by_email = {claim.subscriber.email: claim for claim in claimed}
+    assert by_email["asha@example.org"].unreadable is None
+    assert by_email["asha@example.org"].subscriber.first_name == "Ashwini"
+    lost = by_email["lost-key@example.org"]
+    assert lost.unreadable is not None and "NURTURE_DATA_KEYS" in lost.unreadable
+    assert lost.subscriber.first_name is None
+    store.release([claim.id for claim in claimed], owner="t")
+
+    content = ContentHolder(ROOT / "sequences", ROOT / "templates")
+    with SmtpTransport(parse_smtp_url(smtp_server.url), timeout=5) as transport:
+        dispatcher = Dispatcher(
+            store=store, transport=transport, content=lambda: content.current,
+            brand=Brand(sender="Nurture <hello@nurture.test>", discreet_sender_name="Weekly notes",
+                        postal_address="Nurture Test, 12 Sample Road, Testville",
+                        base_url="https://nurture.test"),
+            links=LinkMaker(base_url="https://nurture.test", signer=TokenSigner("x" * 32)),
+            owner="t", message_id_domain="nurture.test", policy=DispatchPolicy())
+        report = dispatcher.run(T0 + timedelta(hours=1))
+
+    assert (report.sent, report.deferred) == (1, 1)
+    assert [m.recipients[0] for m in smtp_server.wait_for(1)] == ["asha@example.org"]
+    [held] = [d for d in store.deliveries_for("lost-key@example.org")
+              if d.status is DeliveryStatus.DEFERRED]
+    assert held.attempts == 1
+    assert held.last_error is not None and "NURTURE_DATA_KEYS" in held.last_error
+    assert "lost-key" not in caplog.text, "the log names the delivery, not the person"
+
+    crypto.configure(crypto.KeyRing([NEW, OLD]))  # the key is put back
+    later = dispatcher.run(T0 + timedelta(days=1))
+    assert later.sent == 1
+    assert "Ashwini" in smtp_server.wait_for(2)[-1].data.decode("utf-8", "replace")

@@ -82,6 +82,16 @@ def keyring() -> KeyRing:
     return _keyring
 
 
+def decrypt_text(stored: str | None) -> str | None:
+    return None if stored is None else keyring().decrypt(str(stored))
+
+
+def decrypt_list(stored: str | None) -> list[str] | None:
+    if stored is None:
+        return None
+    return [str(item) for item in json.loads(keyring().decrypt(str(stored)))]
+
+
 class EncryptedText(TypeDecorator[str]):
     """A text column stored encrypted."""
 
@@ -94,7 +104,7 @@ class EncryptedText(TypeDecorator[str]):
         return keyring().encrypt(str(value))
 
     def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
-        return None if value is None else keyring().decrypt(str(value))
+        return decrypt_text(value)
 
 
 class EncryptedList(TypeDecorator[list[str]]):
@@ -109,7 +119,4 @@ class EncryptedList(TypeDecorator[list[str]]):
         return keyring().encrypt(json.dumps(sorted(value)))
 
     def process_result_value(self, value: Any, dialect: Dialect) -> list[str] | None:
-        if value is None:
-            return None
-        loaded = json.loads(keyring().decrypt(str(value)))
-        return [str(item) for item in loaded]
+        return decrypt_list(value)

@@ -26,6 +26,7 @@ from sqlalchemy import (
     select,
     text,
     true,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -48,7 +49,7 @@ from nurture.ports import (
     SubscriberSnapshot,
     SubscriberStatus,
 )
-from nurture.store.crypto import EncryptedList
+from nurture.store.crypto import DataKeyError, EncryptedList, decrypt_list, decrypt_text
 from nurture.store.models import (
     CLAIMABLE_INDEX,
     CLAIMABLE_SQL,
@@ -237,10 +238,12 @@ class SqlStore:
                         Delivery.attempts,
                         Subscriber.id.label("subscriber_id"),
                         Subscriber.email,
-                        Subscriber.first_name,
+                        # Read as stored and decrypted row by row below: one value written
+                        # with a key no longer configured must not stop the whole claim.
+                        type_coerce(Subscriber.first_name, Text).label("first_name"),
                         Subscriber.status.label("subscriber_status"),
                         Subscriber.time_zone,
-                        Subscriber.hesitations,
+                        type_coerce(Subscriber.hesitations, Text).label("hesitations"),
                         Subscriber.discreet,
                         Subscriber.locale,
                         Enrollment.id.label("enrollment_id"),
@@ -263,6 +266,7 @@ class SqlStore:
 
         claimed = []
         for row in rows:
+            first_name, hesitations, unreadable = _decrypted_personal(row)
             enrollment = None
             if row.enrollment_id is not None:
                 enrollment = EnrollmentSnapshot(
@@ -284,15 +288,16 @@ class SqlStore:
                     subscriber=SubscriberSnapshot(
                         id=row.subscriber_id,
                         email=row.email,
-                        first_name=row.first_name,
+                        first_name=first_name,
                         status=SubscriberStatus(row.subscriber_status),
                         time_zone=row.time_zone,
-                        hesitations=frozenset(row.hesitations or ()),
+                        hesitations=frozenset(hesitations),
                         discreet=row.discreet,
                         locale=row.locale,
                     ),
                     enrollment=enrollment,
                     suppressed=hashes[row.id] in suppressed,
+                    unreadable=unreadable,
                 )
             )
         claimed.sort(key=lambda item: (item.due_at, item.id))
@@ -1137,6 +1142,18 @@ class SqlStore:
     def is_suppressed(self, email: str) -> bool:
         with self._engine.connect() as conn:
             return bool(self._suppressed_hashes(conn, [address_hash(email)]))
+
+
+def _decrypted_personal(row: Any) -> tuple[str | None, list[str], str | None]:
+    """(first name, hesitations, None), or (None, [], why) when they cannot be decrypted."""
+    try:
+        return decrypt_text(row.first_name), decrypt_list(row.hesitations) or [], None
+    except (DataKeyError, ValueError) as error:
+        # No address or value in the log: the delivery id is enough to find the row.
+        log.error("cannot decrypt a subscriber's stored answers",
+                  extra={"delivery": str(row.id), "error_type": type(error).__name__})
+        reason = str(error) if isinstance(error, DataKeyError) else "stored answers are corrupt"
+        return None, [], reason
 
 
 def _unleased() -> dict[str, Any]:
