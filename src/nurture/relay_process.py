@@ -79,6 +79,13 @@ class ProcessTransport:
     def reset(self) -> None:
         """Attempt messages again after a connection failure (a new batch begins)."""
         with self._lock:
+            if self._tickets:
+                # A batch ended without reading all its outcomes (interrupted): the next reply
+                # would be taken for another message's, so start over with a new child.
+                log.warning("relay process had unread outcomes; restarting it",
+                            extra={"unread": len(self._tickets)})
+                self._tickets.clear()
+                self._stop(kill=True)
             conn = self._live_connection()
             if conn is not None:
                 self._write(conn, (_RESET,))

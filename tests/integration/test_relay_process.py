@@ -105,3 +105,14 @@ def test_close_quits_and_the_child_exits(smtp_server: RecordingSmtpServer) -> No
 def test_finish_without_begin_is_a_bug_and_says_so(relay: ProcessTransport) -> None:
     with pytest.raises(RuntimeError, match="without a message begun"):
         relay.finish()
+
+
+def test_reset_after_an_interrupted_batch_never_mixes_up_replies(
+        relay: ProcessTransport, smtp_server: RecordingSmtpServer) -> None:
+    smtp_server.faults.reject_recipient("p1@example.org")
+    relay.reset()
+    relay.begin(message(1))  # its refusal is never read: the batch was interrupted
+    relay.reset()
+    relay.begin(message(2))
+    outcome = relay.finish()
+    assert outcome is not None and outcome.ok, "p2's own reply, not p1's refusal"
