@@ -217,10 +217,10 @@ class Dispatcher:
         """Handle claims from the left of `batch.pending` until none is left or the batch must
         stop; whatever is left is released by the caller.
 
-        Sending runs on a thread of its own, one message ahead: while the relay answers one
-        message, this thread records outcomes, re-checks consent and renders the next, so a
-        batch goes at the relay's pace rather than at the sum of both. An outcome is made only
-        from the relay's reply, and stamped with the time of that reply."""
+        Sending runs one message ahead, in the relay process or on a thread (BatchSender):
+        while the relay answers one message, this thread records outcomes, re-checks consent
+        and renders the next, so a batch goes at the relay's pace rather than at the sum of
+        both. An outcome is made only from the relay's reply, and stamped with its time."""
         content = self.content()
         clock = _BatchClock(now, self.monotonic(), self.monotonic)
         in_flight: deque[_InFlight] = deque()
