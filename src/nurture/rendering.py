@@ -636,7 +636,9 @@ class _LruCache:
 # Locales
 
 
-class _LocaleError(Exception):
+class LocaleError(Exception):
+    """A locale file that cannot be used, with the line to look at."""
+
     def __init__(self, message: str, line: int = 1) -> None:
         super().__init__(message)
         self.line = line
@@ -645,31 +647,22 @@ class _LocaleError(Exception):
 def _string(data: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> str:
     value = data.get(key, None if required else "")
     if not isinstance(value, str):
-        raise _LocaleError(f"{where}.{key} must be text")
+        raise LocaleError(f"{where}.{key} must be text")
     return value
 
 
-def _parse_locale(key: str, path: Path) -> LocaleData:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark
-        raise _LocaleError(f"not valid YAML: {error.problem}", (mark.line + 1) if mark else 1) from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise _LocaleError(f"cannot read the file: {error}") from None
-    if not isinstance(raw, dict):
-        raise _LocaleError("the file must be a mapping with 'crisis' and 'resources'")
-    crisis = raw.get("crisis")
+def parse_crisis(crisis: object) -> CrisisInfo:
+    """The `crisis` section of a locale file (heading, text, lines of name, contact, note)."""
     if not isinstance(crisis, dict):
-        raise _LocaleError("'crisis' must be a mapping with heading, text and lines")
+        raise LocaleError("'crisis' must be a mapping with heading, text and lines")
     lines_raw = crisis.get("lines", [])
     if not isinstance(lines_raw, list):
-        raise _LocaleError("crisis.lines must be a list")
+        raise LocaleError("crisis.lines must be a list")
     lines: list[CrisisLine] = []
     for index, entry in enumerate(lines_raw):
         where = f"crisis.lines[{index}]"
         if not isinstance(entry, dict):
-            raise _LocaleError(f"{where} must be a mapping with name, contact and note")
+            raise LocaleError(f"{where} must be a mapping with name, contact and note")
         lines.append(
             CrisisLine(
                 name=_string(entry, "name", where),
@@ -677,26 +670,39 @@ def _parse_locale(key: str, path: Path) -> LocaleData:
                 note=_string(entry, "note", where, required=False),
             )
         )
+    return CrisisInfo(
+        heading=_string(crisis, "heading", "crisis"),
+        text=_string(crisis, "text", "crisis"),
+        lines=tuple(lines),
+    )
+
+
+def _parse_locale(key: str, path: Path) -> LocaleData:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        raise LocaleError(f"not valid YAML: {error.problem}", (mark.line + 1) if mark else 1) from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise LocaleError(f"cannot read the file: {error}") from None
+    if not isinstance(raw, dict):
+        raise LocaleError("the file must be a mapping with 'crisis' and 'resources'")
+    info = parse_crisis(raw.get("crisis"))
     resources_raw = raw.get("resources", [])
     if not isinstance(resources_raw, list):
-        raise _LocaleError("'resources' must be a list")
+        raise LocaleError("'resources' must be a list")
     resources: list[Mapping[str, str]] = []
     for index, entry in enumerate(resources_raw):
         if not isinstance(entry, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in entry.items()
         ):
-            raise _LocaleError(f"resources[{index}] must be a mapping of text values")
+            raise LocaleError(f"resources[{index}] must be a mapping of text values")
         resources.append(MappingProxyType(dict(entry)))
-    info = CrisisInfo(
-        heading=_string(crisis, "heading", "crisis"),
-        text=_string(crisis, "text", "crisis"),
-        lines=tuple(lines),
-    )
     booking_raw = raw.get("booking", {})
     if not isinstance(booking_raw, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in booking_raw.items()
     ):
-        raise _LocaleError("'booking' must be a mapping with url and label")
+        raise LocaleError("'booking' must be a mapping with url and label")
     return LocaleData(key=key, crisis=info, resources=tuple(resources), path=path,
                       booking=MappingProxyType(dict(booking_raw)))
 
@@ -831,7 +837,7 @@ class TemplateLibrary:
         for path in sorted(directory.glob("*.yaml")):
             try:
                 data = _parse_locale(path.stem, path)
-            except _LocaleError as error:
+            except LocaleError as error:
                 self._locale_problems.append(
                     ContentProblem(path, error.line, str(error), "follow the format of locales/en.yaml")
                 )

@@ -9,7 +9,6 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from pathlib import Path
@@ -36,6 +35,7 @@ from nurture.events import CONSULT_BOOKED, record_event
 from nurture.ports import ConsentRecord, NewEnrollment, SubscriberStatus
 from nurture.problems import ContentInvalid
 from nurture.reasons import REASONS
+from nurture.rendering import CrisisInfo, LocaleError, parse_crisis
 from nurture.selection import SELECTION_FILE, Selection, load_selection, load_selection_file
 from nurture.store.accounts import Account, AccountStore, ConfirmOutcome, PendingSignup
 from nurture.store.models import address_hash
@@ -87,22 +87,8 @@ PREFERENCE_ACTIONS: Final = frozenset(
 # -- crisis resources ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CrisisLine:
-    name: str
-    contact: str
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class Crisis:
-    heading: str
-    text: str
-    lines: tuple[CrisisLine, ...]
-
-
 # Shown when no locale file can be read: a safety page must never fail to say something useful.
-FALLBACK_CRISIS: Final = Crisis(
+FALLBACK_CRISIS: Final = CrisisInfo(
     heading="If you are in danger right now",
     text="Please call your local emergency number. A local helpline for domestic abuse or for "
          "emotional crisis can also listen, in confidence, and help you think about next steps.",
@@ -110,25 +96,7 @@ FALLBACK_CRISIS: Final = Crisis(
 )
 
 
-def _crisis_from(data: object) -> Crisis | None:
-    if not isinstance(data, dict) or not isinstance(data.get("crisis"), dict):
-        return None
-    crisis = data["crisis"]
-    heading, body, raw_lines = crisis.get("heading"), crisis.get("text"), crisis.get("lines", [])
-    if not isinstance(heading, str) or not isinstance(body, str) or not isinstance(raw_lines, list):
-        return None
-    lines = []
-    for entry in raw_lines:
-        if not isinstance(entry, dict):
-            return None
-        name, contact, note = entry.get("name"), entry.get("contact"), entry.get("note", "")
-        if not isinstance(name, str) or not isinstance(contact, str):
-            return None
-        lines.append(CrisisLine(name=name, contact=contact, note=note if isinstance(note, str) else ""))
-    return Crisis(heading=heading, text=body, lines=tuple(lines))
-
-
-def load_crisis(templates_dir: Path, locale: str) -> Crisis:
+def load_crisis(templates_dir: Path, locale: str) -> CrisisInfo:
     """Crisis resources from templates/locales/<locale>.yaml: the exact locale, then its language,
     then "en", then a built-in text. `locale` must be one of LOCALES: it becomes a file name."""
     if locale not in LOCALES:
@@ -140,10 +108,11 @@ def load_crisis(templates_dir: Path, locale: str) -> Crisis:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
             continue
-        crisis = _crisis_from(data)
-        if crisis is not None:
-            return crisis
-        log.error("locale file has no usable crisis section", extra={"file": str(path)})
+        try:
+            # Read as the emails read it, so the page and the footer never disagree.
+            return parse_crisis(data.get("crisis") if isinstance(data, dict) else None)
+        except LocaleError:
+            log.error("locale file has no usable crisis section", extra={"file": str(path)})
     return FALLBACK_CRISIS
 
 
