@@ -283,6 +283,11 @@ def create_app(
                             "a cookie this site needs to keep the form safe. Please go back, "
                             "reload the page and send it again.")
 
+    def csrf_passed(request: Request, form: FormData | None) -> bool:
+        """The form carries the field that matches this browser's CSRF cookie."""
+        field = form.get(CSRF_FIELD) if form is not None else None
+        return csrf.valid(request, field if isinstance(field, str) else None)
+
     def gone() -> HTMLResponse:
         return message_page(404, "There's nothing here any more",
                             "We don't hold any details for this link. If you erased your data, "
@@ -358,8 +363,7 @@ def create_app(
             # Safety first: before any other check, and nothing about the person is kept.
             locale = values.locale if values.locale in LOCALES else "en"
             return crisis_page(locale, after_signup=True)
-        field = form.get(CSRF_FIELD)
-        if not csrf.valid(request, field if isinstance(field, str) else None):
+        if not csrf_passed(request, form):
             return forbidden()
         if values.honeypot:
             return pages.render("check-inbox.html")
@@ -398,8 +402,7 @@ def create_app(
         if isinstance(checked, Response):
             return checked
         form = await read_form(request)
-        field = form.get(CSRF_FIELD) if form is not None else None
-        if not csrf.valid(request, field if isinstance(field, str) else None):
+        if not csrf_passed(request, form):
             return forbidden()
         now = clock()
         record = consent("confirm", request, web_source)
@@ -440,10 +443,8 @@ def create_app(
             return checked
         form = await read_form(request)
         one_click = form is not None and form.get("List-Unsubscribe") == "One-Click"
-        if not one_click:
-            field = form.get(CSRF_FIELD) if form is not None else None
-            if not csrf.valid(request, field if isinstance(field, str) else None):
-                return forbidden()
+        if not one_click and not csrf_passed(request, form):
+            return forbidden()
         # RFC 8058: the signed token is the authentication; answer 200 with no cookie, no redirect.
         record = consent("unsubscribe", request, "one-click" if one_click else web_source)
         await run_in_threadpool(accounts.unsubscribe, checked, consent=record, now=clock())
@@ -487,8 +488,7 @@ def create_app(
         if isinstance(checked, Response):
             return checked
         form = await read_form(request)
-        field = form.get(CSRF_FIELD) if form is not None else None
-        if form is None or not csrf.valid(request, field if isinstance(field, str) else None):
+        if form is None or not csrf_passed(request, form):
             return forbidden()
         account = await run_in_threadpool(accounts.account, checked)
         if account is None:
@@ -615,8 +615,7 @@ def create_app(
         if isinstance(checked, Response):
             return checked
         form = await read_form(request)
-        field = form.get(CSRF_FIELD) if form is not None else None
-        if not csrf.valid(request, field if isinstance(field, str) else None):
+        if not csrf_passed(request, form):
             return forbidden()
         outcome = await run_in_threadpool(record_event, runtime.engine, runtime.content.current,
                                           checked, CONSULT_BOOKED, source="email link", now=clock())
