@@ -5,21 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from nurture.model import Condition, Profile
 from nurture.problems import ContentInvalid, ContentProblem
-from nurture.reasons import KNOWN_REASONS
-from nurture.sequences import KEY_PATTERN
+from nurture.sequences import CONDITION_FIELDS, KEY_PATTERN, NodeReader, read_condition
 
 SELECTION_FILE: Final = "selection.yaml"
-TOP_FIELDS: Final = frozenset({"rules", "default"})
-RULE_FIELDS: Final = frozenset({"when", "sequence"})
-REASON_FIELDS: Final = ("hesitations_any", "hesitations_all", "hesitations_none")
-CONDITION_FIELDS: Final = frozenset({*REASON_FIELDS, "discreet", "locale_in"})
+TOP_FIELDS: Final = {"rules", "default"}
+RULE_FIELDS: Final = {"when", "sequence"}
 # Holds the product's own emails (the confirmation); nobody is ever enrolled in it.
 RESERVED_SEQUENCES: Final = frozenset({"system"})
 
@@ -66,116 +63,57 @@ class Selection:
         return problems
 
 
-class _Problems:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.found: list[ContentProblem] = []
-
-    def add(self, node: Node | None, message: str, fix: str) -> None:
-        line = node.start_mark.line + 1 if node is not None else 0
-        self.found.append(ContentProblem(self.path, line, message, fix))
-
-    def mapping(self, node: Node, what: str, allowed: frozenset[str]) -> dict[str, tuple[Node, Node]]:
-        if not isinstance(node, MappingNode):
-            self.add(node, f"{what} must be a mapping of `name: value` lines",
-                     f"write {what} as indented `name: value` lines")
-            return {}
-        fields: dict[str, tuple[Node, Node]] = {}
-        for key_node, value_node in node.value:
-            name = str(key_node.value)
-            if name in fields:
-                self.add(key_node, f"'{name}' is given twice in {what}", "keep one of them")
-            elif name not in allowed:
-                self.add(key_node, f"unknown field '{name}' in {what}",
-                         f"use one of: {', '.join(sorted(allowed))}")
-            else:
-                fields[name] = (key_node, value_node)
-        return fields
-
-    def sequence_key(self, node: Node, what: str) -> str | None:
-        value = str(node.value).strip() if isinstance(node, ScalarNode) else ""
-        if not KEY_PATTERN.match(value):
-            self.add(node, f"{what} must be a sequence key", "write the key of a sequence, "
-                     "e.g. partner-hesitant (lowercase letters, digits and dashes)")
-            return None
-        return value
-
-    def words(self, node: Node, what: str) -> list[tuple[str, Node]]:
-        if isinstance(node, ScalarNode):
-            return [(str(node.value), node)]
-        if not isinstance(node, SequenceNode):
-            self.add(node, f"{what} must be a list", f"write {what} as [a, b]")
-            return []
-        words: list[tuple[str, Node]] = []
-        for item in node.value:
-            if isinstance(item, ScalarNode):
-                words.append((str(item.value), item))
-            else:
-                self.add(item, f"{what} must hold plain words", "remove the nested value")
-        return words
-
-
-def _condition(problems: _Problems, node: Node, what: str) -> Condition | None:
-    fields = problems.mapping(node, what, CONDITION_FIELDS)
-    if not fields:
-        if isinstance(node, MappingNode):
-            problems.add(node, f"{what} has no condition",
-                         "give at least one condition, or use `default` for everyone else")
+def _sequence_key(reader: NodeReader, node: Node, what: str) -> str | None:
+    value = str(node.value).strip() if isinstance(node, ScalarNode) else ""
+    if not KEY_PATTERN.match(value):
+        reader.problem(node, f"{what} must be a sequence key", "write the key of a sequence, "
+                       "e.g. partner-hesitant (lowercase letters, digits and dashes)")
         return None
-    values: dict[str, Any] = {}
-    for name in REASON_FIELDS:
-        if name in fields:
-            reasons = set()
-            for reason, item in problems.words(fields[name][1], name):
-                if reason not in KNOWN_REASONS:
-                    problems.add(item, f"unknown hesitation reason '{reason}'",
-                                 f"use one of: {', '.join(sorted(KNOWN_REASONS))}")
-                reasons.add(reason)
-            values[name] = frozenset(reasons)
-    if "discreet" in fields:
-        raw = str(getattr(fields["discreet"][1], "value", "")).lower()
-        if raw in ("true", "false"):
-            values["discreet"] = raw == "true"
-        else:
-            problems.add(fields["discreet"][1], "`discreet` must be true or false",
-                         "write true or false")
-    if "locale_in" in fields:
-        values["locale_in"] = frozenset(word for word, _ in problems.words(fields["locale_in"][1],
-                                                                          "locale_in"))
-    return Condition(**values)
+    return value
+
+
+def _condition(reader: NodeReader, node: Node, what: str) -> Condition | None:
+    if isinstance(node, MappingNode) and not any(
+            str(key.value) in CONDITION_FIELDS for key, _ in node.value):
+        reader.mapping(node, what, CONDITION_FIELDS)  # names any unknown field
+        reader.problem(node, f"{what} has no condition",
+                       "give at least one condition, or use `default` for everyone else")
+        return None
+    return read_condition(reader, node, what)
 
 
 def load_selection_file(path: Path) -> tuple[Selection | None, list[ContentProblem]]:
     """Read the selection rules; returns them (None if unusable) and every problem found."""
-    problems = _Problems(path)
+    found: list[ContentProblem] = []
+    reader = NodeReader(path, found)
     try:
         root = yaml.compose(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        problems.add(None, "the selection file does not exist",
+        reader.problem(None, "the selection file does not exist",
                      "create it with `default: <sequence key>`; see the README")
-        return None, problems.found
+        return None, found
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
-        problems.found.append(ContentProblem(
+        found.append(ContentProblem(
             path, mark.line + 1 if mark is not None else 0,
             f"this is not valid YAML ({error.problem})",
             "check the indentation and quoting on this line"))
-        return None, problems.found
+        return None, found
     except UnicodeDecodeError:
-        problems.add(None, "the file is not UTF-8 text", "save it as UTF-8")
-        return None, problems.found
+        reader.problem(None, "the file is not UTF-8 text", "save it as UTF-8")
+        return None, found
     if root is None:
-        problems.found.append(ContentProblem(path, 1, "the file is empty",
+        found.append(ContentProblem(path, 1, "the file is empty",
                                              "add `default: <sequence key>`"))
-        return None, problems.found
-    fields = problems.mapping(root, "the selection file", TOP_FIELDS)
+        return None, found
+    fields = reader.mapping(root, "the selection file", TOP_FIELDS)
     default: str | None = None
     default_line = 0
     if "default" not in fields:
-        problems.add(root, "there is no `default` sequence",
+        reader.problem(root, "there is no `default` sequence",
                      "add `default: <sequence key>` for people whom no rule matches")
     else:
-        default = problems.sequence_key(fields["default"][1], "`default`")
+        default = _sequence_key(reader, fields["default"][1], "`default`")
         default_line = fields["default"][1].start_mark.line + 1
     rules: list[SelectionRule] = []
     if "rules" in fields:
@@ -183,32 +121,32 @@ def load_selection_file(path: Path) -> tuple[Selection | None, list[ContentProbl
         if isinstance(rules_node, ScalarNode) and rules_node.value in ("", "null", "~"):
             pass
         elif not isinstance(rules_node, SequenceNode):
-            problems.add(rules_node, "`rules` must be a list", "start each rule with `- when:`")
+            reader.problem(rules_node, "`rules` must be a list", "start each rule with `- when:`")
         else:
             for index, rule_node in enumerate(rules_node.value):
                 what = f"rule {index + 1}"
-                rule_fields = problems.mapping(rule_node, what, RULE_FIELDS)
+                rule_fields = reader.mapping(rule_node, what, RULE_FIELDS)
                 if not rule_fields:
                     continue
                 when = None
                 if "when" not in rule_fields:
-                    problems.add(rule_node, f"{what} has no `when`", "add `when:` with a condition")
+                    reader.problem(rule_node, f"{what} has no `when`", "add `when:` with a condition")
                 else:
-                    when = _condition(problems, rule_fields["when"][1], f"the `when` of {what}")
+                    when = _condition(reader, rule_fields["when"][1], f"the `when` of {what}")
                 sequence = None
                 if "sequence" not in rule_fields:
-                    problems.add(rule_node, f"{what} has no `sequence`",
+                    reader.problem(rule_node, f"{what} has no `sequence`",
                                  "add `sequence: <sequence key>`")
                 else:
-                    sequence = problems.sequence_key(rule_fields["sequence"][1],
+                    sequence = _sequence_key(reader, rule_fields["sequence"][1],
                                                      f"the `sequence` of {what}")
                 if when is not None and sequence is not None:
                     rules.append(SelectionRule(when=when, sequence=sequence,
                                                line=rule_node.start_mark.line + 1))
-    if problems.found or default is None:
-        return None, problems.found
+    if found or default is None:
+        return None, found
     return Selection(rules=tuple(rules), default=default, source=path,
-                     default_line=default_line), problems.found
+                     default_line=default_line), found
 
 
 def load_selection(sequences_dir: Path) -> Selection:

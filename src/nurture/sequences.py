@@ -34,8 +34,9 @@ _HOURS = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
 
 
 @dataclass
-class _Reader:
-    """Turns YAML nodes into values while collecting problems against one file."""
+class NodeReader:
+    """Turns YAML nodes into values while collecting problems against one file (the sequence
+    files and sequences/selection.yaml)."""
 
     path: Path
     problems: list[ContentProblem]
@@ -87,7 +88,7 @@ class _Reader:
         return items
 
 
-def _read_window(reader: _Reader, node: Node) -> SendWindow | None:
+def _read_window(reader: NodeReader, node: Node) -> SendWindow | None:
     fields = reader.mapping(node, "the window", {"days", "hours"})
     days: frozenset[int] = frozenset(range(7))
     start, end = time(9, 0), time(20, 0)
@@ -125,8 +126,9 @@ def _read_window(reader: _Reader, node: Node) -> SendWindow | None:
     return SendWindow(days=days, start=start, end=end) if ok else None
 
 
-def _read_condition(reader: _Reader, node: Node, step_key: str) -> Condition | None:
-    fields = reader.mapping(node, f"the `when` of step '{step_key}'", CONDITION_FIELDS)
+def read_condition(reader: NodeReader, node: Node, what: str) -> Condition | None:
+    """A `when` condition; None when the node holds no fields at all."""
+    fields = reader.mapping(node, what, CONDITION_FIELDS)
     if not fields:
         return None
     values: dict[str, Any] = {}
@@ -151,7 +153,7 @@ def _read_condition(reader: _Reader, node: Node, step_key: str) -> Condition | N
     return Condition(**values)
 
 
-def _read_step(reader: _Reader, node: Node, index: int) -> Step | None:
+def _read_step(reader: NodeReader, node: Node, index: int) -> Step | None:
     fields = reader.mapping(node, f"step {index + 1}", STEP_FIELDS)
     if not fields:
         return None
@@ -172,7 +174,8 @@ def _read_step(reader: _Reader, node: Node, index: int) -> Step | None:
         except DelayError:
             reader.problem(fields["delay"][1], f"'{delay_text}' is not a delay",
                            f"write a whole number with a unit (m, h, d, w), e.g. {DELAY_FORMS}")
-    when = _read_condition(reader, fields["when"][1], key or "?") if "when" in fields else None
+    when = (read_condition(reader, fields["when"][1], f"the `when` of step '{key or '?'}'")
+            if "when" in fields else None)
     if key is None or template is None or subject is None or delay is None:
         return None
     return Step(
@@ -192,7 +195,7 @@ def _read_step(reader: _Reader, node: Node, index: int) -> Step | None:
 def load_sequence_file(path: Path) -> tuple[Sequence | None, list[ContentProblem]]:
     """Read one sequence file; returns the sequence (None if unusable) and every problem found."""
     problems: list[ContentProblem] = []
-    reader = _Reader(path, problems)
+    reader = NodeReader(path, problems)
     try:
         root = yaml.compose(path.read_text(encoding="utf-8"))
     except yaml.MarkedYAMLError as error:
