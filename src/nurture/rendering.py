@@ -1113,49 +1113,27 @@ class TemplateLibrary:
             return html, markdown_to_text(tokens, discreet=discreet)
         return source, html_to_text(source, discreet=discreet)
 
-    def _document(
+    def _documents(
         self,
         context: Mapping[str, Any],
         *,
         body_html: str,
-        subject: str,
-        preheader: str,
-        email: str,
-        base_url: str,
-        discreet: bool,
-    ) -> str:
-        layout = self._env.get_template(HTML_LAYOUT)
-        html = layout.render(
-            context,
-            body=Markup(body_html),
-            subject=subject,
-            preheader=preheader,
-            email=email,
-            base_url=base_url,
-        )
-        # Images would be fetched from a server when opened: nothing of the kind in discreet mode.
-        return _IMAGE_TAG.sub("", html) if discreet else html
-
-    def _text_document(
-        self,
-        context: Mapping[str, Any],
-        *,
         body_text: str,
         subject: str,
         preheader: str,
         email: str,
         base_url: str,
-    ) -> str:
-        layout = self._env.get_template(TEXT_LAYOUT)
-        rendered = layout.render(
-            context,
-            body=body_text,
-            subject=subject,
-            preheader=preheader,
-            email=email,
-            base_url=base_url,
-        )
-        return _tidy_text(rendered)
+        discreet: bool,
+    ) -> tuple[str, str]:
+        """The HTML layout around the HTML body (not yet inlined) and the text layout around the
+        text body, with the same values."""
+        values = {"subject": subject, "preheader": preheader, "email": email, "base_url": base_url}
+        html = self._env.get_template(HTML_LAYOUT).render(context, body=Markup(body_html), **values)
+        if discreet:
+            # Images would be fetched from a server when opened: nothing of the kind in discreet mode.
+            html = _IMAGE_TAG.sub("", html)
+        text = self._env.get_template(TEXT_LAYOUT).render(context, body=body_text, **values)
+        return html, _tidy_text(text)
 
     def _step_facts(self, step: Step) -> _StepFacts:
         key = (
@@ -1319,9 +1297,10 @@ class TemplateLibrary:
         )
         _, subject, preheader = self._headers(step, context, brand, profile.discreet)
         body_html, body_text = self._body_parts(step, context, discreet=profile.discreet)
-        document = self._document(
+        document, text = self._documents(
             context,
             body_html=body_html,
+            body_text=body_text,
             subject=subject,
             preheader=preheader,
             email=placeholders["email"],
@@ -1339,14 +1318,6 @@ class TemplateLibrary:
             position = match.end()
         literals.append(inlined[position:])
 
-        text = self._text_document(
-            context,
-            body_text=body_text,
-            subject=subject,
-            preheader=preheader,
-            email=placeholders["email"],
-            base_url=brand.base_url,
-        )
         self._check_placeholders_intact(text, step)
         lines = tuple(
             (True, line) if self._placeholder_re.search(line) else (False, _wrap_line(line))
@@ -1378,9 +1349,10 @@ class TemplateLibrary:
             body_text = self._fill(body_text, values, str)
         else:
             body_html, body_text = self._body_parts(step, context, discreet=profile.discreet)
-        document = self._document(
+        document, text = self._documents(
             context,
             body_html=body_html,
+            body_text=body_text,
             subject=subject,
             preheader=preheader,
             email=values["email"],
@@ -1388,14 +1360,6 @@ class TemplateLibrary:
             discreet=profile.discreet,
         )
         html: str = premailer.transform(document, **PREMAILER_OPTIONS)
-        text = self._text_document(
-            context,
-            body_text=body_text,
-            subject=subject,
-            preheader=preheader,
-            email=values["email"],
-            base_url=brand.base_url,
-        )
         return RenderedEmail(from_header, subject, preheader, html, wrap_text(text))
 
     def cache_stats(self) -> CacheStats:
