@@ -53,6 +53,10 @@ class DispatchPolicy:
     recheck_interval: timedelta = timedelta(seconds=1)
     """How often, within a batch, the outcomes so far are recorded and the consent and leases of
     the rest re-read and renewed; 0 does it before every send (one more transaction each)."""
+    send_ahead: timedelta = timedelta(milliseconds=100)
+    """How much of the relay's time the messages handed over ahead of its replies may hold, at
+    the relay's recent pace (at most the re-check interval): enough to keep it busy while a
+    claim or a record runs, little enough that a stop waits no longer."""
     store_retry: timedelta = timedelta(seconds=30)
     """How long to keep retrying the write of a batch's outcomes (capped at half the lease)."""
 
@@ -96,9 +100,8 @@ def _profile(claim: ClaimedDelivery) -> Profile:
                    locale=s.locale)
 
 
-SEND_AHEAD = 1
-"""Messages handed to the sender beyond the one it is sending: one keeps it busy, more would only
-hold rows that a stop, an unsubscribe or an open breaker should have kept back."""
+SEND_AHEAD_LIMIT = 64
+"""At most this many messages wait in the sender behind the one the relay is taking."""
 
 
 @dataclass(frozen=True)
@@ -112,15 +115,30 @@ class _Ready:
     content_version: str
 
 
+@dataclass
+class _Batch:
+    """The rows of one claim: the time and content they are handled with, and their report."""
+
+    now: datetime
+    """The claim's time: plans and retries count from it, so schedules do not drift by how long
+    a run takes."""
+    content: Content
+    report: DispatchReport
+    open: int
+    """Rows without a recorded outcome; the batch is logged when none is left."""
+
+
 @dataclass(frozen=True)
 class _InFlight:
     ready: _Ready
+    batch: _Batch
+    handed_at: float
     reply: PendingReply
 
 
 @dataclass(frozen=True)
-class _BatchClock:
-    """Times within a batch: the batch's `now` moved on by the monotonic clock."""
+class _RunClock:
+    """Times within a run: its `now` moved on by the monotonic clock."""
 
     start: datetime
     started: float
@@ -133,13 +151,48 @@ class _BatchClock:
         return self.at(self.monotonic())
 
 
-@dataclass
-class _Batch:
-    """One claim's progress: rows not yet handled, and outcomes with how many are recorded."""
+class _Pace:
+    """The relay's time per message, from its replies: how many messages may wait for it."""
 
-    pending: deque[ClaimedDelivery]
-    outcomes: list[Outcome] = field(default_factory=list)
-    recorded: int = 0
+    def __init__(self) -> None:
+        self._last_reply: float | None = None
+        self.per_message: float | None = None
+
+    def replied(self, handed_at: float, at: float) -> None:
+        if self._last_reply is not None:
+            # The relay took this message up when it had answered the one before or when the
+            # message was handed over, whichever came later: a wait for the database between
+            # batches is not the relay's time.
+            took = max(at - max(self._last_reply, handed_at), 0.0)
+            previous = self.per_message
+            self.per_message = took if previous is None else 0.8 * previous + 0.2 * took
+        self._last_reply = at
+
+    def window(self, seconds: float) -> int:
+        """Messages the relay gets through in `seconds`: at least one, at most the limit; one
+        until the relay's pace is known."""
+        if self.per_message is None:
+            return 1
+        if self.per_message * SEND_AHEAD_LIMIT <= seconds:
+            return SEND_AHEAD_LIMIT
+        return max(1, int(seconds / self.per_message + 1e-9))  # 0.1 / 0.02 is 4.999...
+
+
+@dataclass
+class _Run:
+    """One run's progress: claimed rows not yet handed over, messages with the relay, outcomes not
+    yet recorded, and the batches not yet logged."""
+
+    clock: _RunClock
+    pending: deque[tuple[ClaimedDelivery, _Batch]] = field(default_factory=deque)
+    in_flight: deque[_InFlight] = field(default_factory=deque)
+    unrecorded: list[Outcome] = field(default_factory=list)
+    batches: list[_Batch] = field(default_factory=list)
+    claims: int = 0
+    more: bool = True
+    """The last claim came back full: more rows may be due."""
+    pace: _Pace = field(default_factory=_Pace)
+    report: DispatchReport = field(default_factory=DispatchReport)
 
 
 @dataclass
@@ -161,7 +214,7 @@ class Dispatcher:
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def request_stop(self) -> None:
-        """Finish the message in flight, release the rest of the batch, then return."""
+        """Hear out the messages with the relay, release the rest of the claim, then return."""
         self._stopping.set()
 
     @property
@@ -169,22 +222,16 @@ class Dispatcher:
         return self._stopping.is_set()
 
     def run(self, now: datetime, *, max_batches: int = 1_000_000) -> DispatchReport:
-        """Send everything due at `now`: batches until a claim comes back short, the relay's
-        breaker is open or a stop is asked."""
-        total = DispatchReport()
-        started = self.monotonic()
-        for index in range(max_batches):
-            if self.stopping or not self._relay_ready():
-                break
-            limit = self.claim_limit()
-            # Time passes while a long run drains the queue: a later batch claimed "at `now`"
-            # would get a lease that is already over, and other processes would take its rows.
-            elapsed = timedelta(seconds=self.monotonic() - started) if index else timedelta(0)
-            report = self.run_batch(now + elapsed)
-            total.add(report)
-            if report.claimed < limit or report.released:
-                break
-        return total
+        """Send everything due at `now`: claims until one comes back short, the relay's breaker is
+        open or a stop is asked. Each claim after the first is made while the relay still has
+        messages of the one before, so that it does not wait for the database between claims."""
+        if self.stopping or not self._relay_ready():
+            return DispatchReport()
+        return self._run(now, max_batches)
+
+    def run_batch(self, now: datetime) -> DispatchReport:
+        """One claim, sent and recorded."""
+        return self._run(now, 1)
 
     def claim_limit(self) -> int:
         """The batch size, or less when the rate limit could not send a full batch within half
@@ -196,91 +243,113 @@ class Dispatcher:
             limit = min(limit, limiter.sends_within(self.policy.lease.total_seconds() / 2))
         return limit
 
-    def run_batch(self, now: datetime) -> DispatchReport:
-        report = DispatchReport()
-        claims = self.store.claim_due(now=now, owner=self.owner, limit=self.claim_limit(),
-                                      lease=self.policy.lease)
-        report.claimed = len(claims)
-        if not claims:
-            return report
-        batch = _Batch(pending=deque(claims))
+    def _run(self, now: datetime, max_batches: int) -> DispatchReport:
+        run = _Run(_RunClock(now, self.monotonic(), self.monotonic))
         try:
-            self._work(batch, report, now)
+            self._work(run, max_batches)
         finally:
-            # Also after an error (a dropped database connection mid-batch): what was sent must
+            # Also after an error (a dropped database connection mid-run): what was sent must
             # be recorded, or it comes back after the lease and goes out twice.
-            self._settle(batch, report)
-        log.info("dispatch batch", extra={"owner": self.owner, **report.as_dict()})
-        return report
+            self._settle(run)
+        return run.report
 
-    def _work(self, batch: _Batch, report: DispatchReport, now: datetime) -> None:
-        """Handle claims from the left of `batch.pending` until none is left or the batch must
-        stop; whatever is left is released by the caller.
+    def _work(self, run: _Run, max_batches: int) -> None:
+        """Claim and handle rows until none is due, `max_batches` claims are made, or the run
+        must stop; whatever is left is released by the caller.
 
-        Sending runs one message ahead, in the relay process or on a thread (BatchSender):
-        while the relay answers one message, this thread records outcomes, re-checks consent
-        and renders the next, so a batch goes at the relay's pace rather than at the sum of
-        both. An outcome is made only from the relay's reply, and stamped with its time."""
-        content = self.content()
-        clock = _BatchClock(now, self.monotonic(), self.monotonic)
-        in_flight: deque[_InFlight] = deque()
+        Messages go to the relay ahead of its replies, to the relay process or to a thread
+        (BatchSender): while the relay works, this thread records outcomes, re-checks consent,
+        claims and renders, so a run goes at the relay's pace rather than at the sum of both.
+        An outcome is made only from the relay's reply, and stamped with its time."""
         with BatchSender(self.transport, lambda: self.stopping, self.monotonic) as sender:
             try:
-                self._feed(batch, report, content, sender, in_flight, clock)
+                self._feed(run, sender, max_batches)
             except BaseException:
-                self._finish_in_flight(in_flight, batch, report, clock, raise_errors=False)
+                self._finish_in_flight(run, raise_errors=False)
                 raise
-            self._finish_in_flight(in_flight, batch, report, clock, raise_errors=True)
+            self._finish_in_flight(run, raise_errors=True)
 
-    def _feed(self, batch: _Batch, report: DispatchReport, content: Content,
-              sender: BatchSender, in_flight: deque[_InFlight], clock: _BatchClock) -> None:
-        """Hand claims to the sender until none is left or the batch must stop."""
+    def _feed(self, run: _Run, sender: BatchSender, max_batches: int) -> None:
+        """Hand claimed rows to the sender, claiming more as they run out, until none is left or
+        the run must stop."""
         interval = self.policy.recheck_interval.total_seconds()
+        # What waits in the sender was re-checked before it was handed over: it may hold no more
+        # of the relay's time than the re-check interval allows.
+        ahead = min(self.policy.send_ahead, self.policy.recheck_interval).total_seconds()
         live: dict[UUID, LiveState] = {}
         checked_at: float | None = None
-        pending = batch.pending
-        while pending:
+        pending = run.pending
+        while True:
             if self.stopping:
                 return
+            if not pending:
+                if run.claims >= max_batches or not run.more or not self._claim(run):
+                    return
+                checked_at = None  # an unsubscribe may land between the claim and the send
+                continue
+            claim, batch = pending[0]
             if checked_at is None or self.monotonic() - checked_at >= interval:
-                # Record what went out since the last check: a sent row must not sit
-                # in `sending` until the batch ends, where a crash or an expired lease
-                # would have it sent again. Then re-read the rest (an unsubscribe,
-                # pause, bounce or complaint may have landed since the claim) and renew
-                # their leases.
-                self._record(batch)
+                # Record what went out since the last check: a sent row must not sit in
+                # `sending` until the run ends, where a crash or an expired lease would have it
+                # sent again. Then re-read the rest (an unsubscribe, pause, bounce or complaint
+                # may have landed since the claim) and renew their leases.
+                self._record(run)
                 checked_at = self.monotonic()
-                live = self.store.recheck([claim.id for claim in pending], owner=self.owner,
-                                          now=clock.now(), lease=self.policy.lease)
-            claim = pending[0]
+                live = self.store.recheck([row.id for row, _ in pending], owner=self.owner,
+                                          now=run.clock.now(), lease=self.policy.lease)
             state = live.get(claim.id)
             if state is None:
                 # Another process may hold the row now; sending would duplicate its email.
                 pending.popleft()
-                report.lease_lost += 1
+                batch.report.lease_lost += 1
+                batch.open -= 1
                 log.warning("lease lost before sending", extra={"delivery": str(claim.id)})
                 continue
-            handled = self._handle(_with_live(claim, state), content, clock.start)
+            handled = self._handle(_with_live(claim, state), batch.content, batch.now)
             if isinstance(handled, Outcome):
                 pending.popleft()
-                self._add(batch, report, handled)
+                self._add(run, batch, handled)
                 continue
             if not self._gate():
                 # In half-open state the breaker waits for its trial, which may still
                 # be in flight: hear it out, then ask again.
-                if not in_flight or not self._collect_all(in_flight, batch, report, clock):
+                if not run.in_flight or not self._collect_all(run):
                     return
                 if not self._gate():
                     return  # the breaker is open, or a stop came during a rate-limit wait
             pending.popleft()
-            in_flight.append(_InFlight(handled, sender.submit(handled.message)))
-            if len(in_flight) > SEND_AHEAD and not self._collect(
-                    in_flight.popleft(), batch, report, clock):
-                return  # the relay is unreachable: leave the rest for the next tick
+            run.in_flight.append(_InFlight(handled, batch, self.monotonic(),
+                                           sender.submit(handled.message)))
+            while len(run.in_flight) > run.pace.window(ahead):
+                if not self._collect(run, run.in_flight.popleft()):
+                    return  # the relay is unreachable: leave the rest for the next tick
 
-    def _collect(self, item: _InFlight, batch: _Batch, report: DispatchReport,
-                 clock: _BatchClock) -> bool:
-        """Wait for one send's reply and add its outcome; False when the batch must stop (the
+    def _claim(self, run: _Run) -> bool:
+        """Claim the next batch into `run.pending`; False when none is due or the relay's
+        breaker opened since the last claim."""
+        if run.claims and not self._relay_ready():
+            return False
+        # The rows sent so far are recorded before more are leased, as at the end of a batch:
+        # what a crash can send twice stays one batch and the messages ahead of the relay.
+        self._record(run)
+        limit = self.claim_limit()
+        # Time passes while a long run drains the queue: a later claim "at `now`" would get a
+        # lease that is already over, and other processes would take its rows.
+        now = run.clock.now() if run.claims else run.clock.start
+        claims = self.store.claim_due(now=now, owner=self.owner, limit=limit,
+                                      lease=self.policy.lease)
+        run.claims += 1
+        run.more = len(claims) >= limit
+        if not claims:
+            return False
+        batch = _Batch(now=now, content=self.content(), report=DispatchReport(claimed=len(claims)),
+                       open=len(claims))
+        run.batches.append(batch)
+        run.pending.extend((claim, batch) for claim in claims)
+        return True
+
+    def _collect(self, run: _Run, item: _InFlight) -> bool:
+        """Wait for one send's reply and add its outcome; False when the run must stop (the
         relay is unreachable, or the message was not attempted)."""
         try:
             reply = item.reply.result()
@@ -289,55 +358,69 @@ class Dispatcher:
             # forever for the outcome of its trial, and the row goes back to be released.
             if self.throttle.breaker is not None:
                 self.throttle.breaker.record_failure()
-            batch.pending.appendleft(item.ready.claim)
+            run.pending.appendleft((item.ready.claim, item.batch))
             raise
         if reply is None:
-            batch.pending.appendleft(item.ready.claim)
+            run.pending.appendleft((item.ready.claim, item.batch))
             return False
+        run.pace.replied(item.handed_at, reply.at)
         self._observe(reply.result)
-        # Plans and retries count from the batch's time, so that schedules do not drift by
-        # how long a batch takes; the record says when the relay took the message.
-        outcome = replace(self._after_send(item.ready, reply.result, clock.start),
-                          at=clock.at(reply.at))
-        self._add(batch, report, outcome)
+        # Plans and retries count from the claim's time; the record says when the relay took
+        # the message.
+        outcome = replace(self._after_send(item.ready, reply.result, item.batch.now),
+                          at=run.clock.at(reply.at))
+        self._add(run, item.batch, outcome)
         return not (outcome.status is DeliveryStatus.DEFERRED and outcome.error == "connection")
 
-    def _collect_all(self, in_flight: deque[_InFlight], batch: _Batch, report: DispatchReport,
-                     clock: _BatchClock) -> bool:
+    def _collect_all(self, run: _Run) -> bool:
         reachable = True
-        while in_flight:
-            reachable = self._collect(in_flight.popleft(), batch, report, clock) and reachable
+        while run.in_flight:
+            reachable = self._collect(run, run.in_flight.popleft()) and reachable
         return reachable
 
-    def _finish_in_flight(self, in_flight: deque[_InFlight], batch: _Batch, report: DispatchReport,
-                          clock: _BatchClock, *, raise_errors: bool) -> None:
-        """Every message handed to the sender gets its outcome, even when the batch ends on an
+    def _finish_in_flight(self, run: _Run, *, raise_errors: bool) -> None:
+        """Every message handed to the sender gets its outcome, even when the run ends on an
         error: a message that went out and is not recorded would go out again after the lease."""
         first_error: BaseException | None = None
-        while in_flight:
+        while run.in_flight:
             try:
-                self._collect(in_flight.popleft(), batch, report, clock)
+                self._collect(run, run.in_flight.popleft())
             except BaseException as error:
                 first_error = first_error or error
         if first_error is not None and raise_errors:
             raise first_error
 
-    def _add(self, batch: _Batch, report: DispatchReport, outcome: Outcome) -> None:
-        batch.outcomes.append(outcome)
-        self._count(report, outcome)
+    def _add(self, run: _Run, batch: _Batch, outcome: Outcome) -> None:
+        run.unrecorded.append(outcome)
+        batch.open -= 1
+        self._count(batch.report, outcome)
 
-    def _record(self, batch: _Batch) -> None:
-        unrecorded = batch.outcomes[batch.recorded:]
+    def _record(self, run: _Run) -> None:
+        unrecorded = run.unrecorded
         if unrecorded:
             self._retrying("record", lambda: self.store.record(unrecorded, owner=self.owner))
-            batch.recorded = len(batch.outcomes)
+            run.unrecorded = []
+        # A batch with no row open has had all its outcomes in what was just recorded.
+        finished = [batch for batch in run.batches if batch.open == 0]
+        for batch in finished:
+            self._close(run, batch)
 
-    def _settle(self, batch: _Batch, report: DispatchReport) -> None:
-        self._record(batch)
-        unsent = [claim.id for claim in batch.pending]
-        if unsent:
+    def _settle(self, run: _Run) -> None:
+        self._record(run)
+        if run.pending:
+            unsent = [claim.id for claim, _ in run.pending]
             self._retrying("release", lambda: self.store.release(unsent, owner=self.owner))
-            report.released = len(unsent)
+            for _, batch in run.pending:
+                batch.report.released += 1
+                batch.open -= 1
+            run.pending.clear()
+        for batch in list(run.batches):
+            self._close(run, batch)
+
+    def _close(self, run: _Run, batch: _Batch) -> None:
+        run.batches.remove(batch)
+        run.report.add(batch.report)
+        log.info("dispatch batch", extra={"owner": self.owner, **batch.report.as_dict()})
 
     def _retrying(self, action: str, write: Callable[[], None]) -> None:
         """Run a store write, retrying for a while on errors (a restarted or failed-over database

@@ -1,5 +1,5 @@
 """The SMTP conversation in a child process: a Transport whose sends are carried out by an
-SmtpTransport in an interpreter of its own, fed through a socket one message ahead.
+SmtpTransport in an interpreter of its own, fed through a socket ahead of its replies.
 
 In one process, the thread talking to the relay must take the interpreter lock back after each of
 a message's round trips while the dispatcher holds it to render the next message, and the relay

@@ -26,7 +26,7 @@ class BatchSender:
     """Sends a batch's messages in the order given. Once the relay is unreachable it attempts
     nothing more, and the messages handed over behind come back unsent (None) for the batch to
     release. The threaded way also skips them when a stop is asked; a pipelined transport has
-    already passed the next message on, so it goes out, and is recorded."""
+    already passed them on, so they go out, and are recorded."""
 
     def __init__(self, transport: Transport, stopping: Callable[[], bool],
                  monotonic: Callable[[], float]) -> None:

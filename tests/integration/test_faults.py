@@ -264,10 +264,17 @@ class Schedulers:
 
     def stop_all(self, timeout: float = 30) -> list[int]:
         for process in self.running:
+            # Before its handler is installed, SIGTERM ends an interpreter still importing.
+            self._wait_started(process, timeout)
             process.send_signal(signal.SIGTERM)
         codes = [process.wait(timeout=timeout) for process in self.running]
         self.running = []
         return codes
+
+    def _wait_started(self, process: subprocess.Popen[bytes], timeout: float) -> None:
+        index = self.all.index(process)
+        wait_until(lambda: '"scheduler started"' in self.log_text(index) or process.poll() is not None,
+                   timeout, f"scheduler {index} to start")
 
     def log_text(self, index: int) -> str:
         return (self.workdir / f"scheduler-{index}.log").read_text(errors="replace")

@@ -256,3 +256,81 @@ def test_a_stop_during_a_send_sends_nothing_more_and_releases_the_rest(
     assert (report.sent, report.released, relay.sent) == (2, 4, 2)
     assert len(smtp_server.messages) == 2
     assert store.counts_by_status().get("sending", 0) == 0
+
+
+class CountingRelay:
+    """The relay process, counting the messages the dispatcher handed over and has not yet
+    collected."""
+
+    def __init__(self, transport: ProcessTransport) -> None:
+        self._transport = transport
+        self.outstanding = 0
+
+    def begin(self, message: Any) -> None:
+        self.outstanding += 1
+        self._transport.begin(message)
+
+    def finish(self) -> Any:
+        self.outstanding -= 1
+        return self._transport.finish()
+
+    def send(self, message: Any) -> Any:
+        return self._transport.send(message)
+
+    def reset(self) -> None:
+        self._transport.reset()
+
+    def close(self) -> None:
+        self._transport.close()
+
+
+class ClaimWatcher:
+    """The real store, noting how many messages were still with the relay at each claim."""
+
+    def __init__(self, store: SqlStore, relay: CountingRelay) -> None:
+        self._store, self._relay = store, relay
+        self.outstanding_at_claims: list[int] = []
+
+    def claim_due(self, **kwargs: Any) -> Any:
+        self.outstanding_at_claims.append(self._relay.outstanding)
+        return self._store.claim_due(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_a_run_claims_the_next_batch_while_the_relay_still_has_messages(
+        store: SqlStore, content: ContentHolder, smtp_server: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    emails = [f"p{index}@example.org" for index in range(12)]
+    for email in emails:
+        _enroll(store, content, email, hesitations=("stigma",))
+    endpoint = parse_smtp_url(f"smtp://127.0.0.1:{smtp_server.port}")
+    relay = CountingRelay(ProcessTransport(endpoint, timeout=5))
+    watcher = ClaimWatcher(store, relay)
+    dispatcher = Dispatcher(
+        store=watcher, transport=relay, content=content,
+        brand=Brand(sender="Nurture <hello@nurture.test>", discreet_sender_name="Weekly notes",
+                    postal_address=POSTAL, base_url="https://nurture.test"),
+        links=LinkMaker(base_url="https://nurture.test", signer=TokenSigner("x" * 32),
+                        unsubscribe_mailto="unsubscribe@nurture.test"),
+        owner="test-owner", message_id_domain="nurture.test",
+        policy=DispatchPolicy(batch_size=5))
+    try:
+        with caplog.at_level("INFO", logger="nurture.dispatcher"):
+            report = dispatcher.run(T0)
+    finally:
+        relay.close()
+
+    # Claims of 5, 5, 2: the second and the third were made with messages of the one before
+    # still with the relay; the first had none, and a short claim ends the run.
+    assert (report.claimed, report.sent) == (12, 12)
+    assert len(watcher.outstanding_at_claims) == 3
+    assert watcher.outstanding_at_claims[0] == 0
+    assert all(count > 0 for count in watcher.outstanding_at_claims[1:])
+    assert relay.outstanding == 0
+    assert len(smtp_server.messages) == 12
+    counts = {status: n for status, n in store.counts_by_status().items() if n}
+    assert counts == {"sent": 12, "queued": 12}  # the welcome emails, and each next step
+    batches = [record for record in caplog.records if record.getMessage() == "dispatch batch"]
+    assert [(r.claimed, r.sent) for r in batches] == [(5, 5), (5, 5), (2, 2)]
