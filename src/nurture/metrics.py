@@ -9,7 +9,7 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy.engine import Engine
 
-from nurture.ports import OutgoingMessage, PipelinedTransport, SendResult, Transport
+from nurture.ports import Answer, OutgoingMessage, PipelinedTransport, SendResult, Transport
 from nurture.store.operations import queue_health
 
 SEND_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -68,12 +68,12 @@ class MeteredPipelinedTransport(MeteredTransport):
         self._started.append(time.perf_counter())
         self.pipelined.begin(message)
 
-    def finish(self) -> SendResult | None:
-        result = self.pipelined.finish()
+    def finish(self) -> Answer | None:
+        answer = self.pipelined.finish()
         started = self._started.popleft()
-        if result is not None:
-            self._observe(result, started)
-        return result
+        if answer is not None:
+            self._observe(answer.result, started + answer.age)
+        return answer
 
     def reset(self) -> None:
         self._started.clear()

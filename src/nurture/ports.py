@@ -10,7 +10,7 @@ from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 from uuid import UUID
 
 
@@ -245,6 +245,14 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+class Answer(NamedTuple):
+    """A pipelined transport's outcome for one message, and how long ago the relay gave it."""
+
+    result: SendResult
+    age: float
+    """Seconds from the relay's reply to the moment the outcome was read."""
+
+
 @runtime_checkable
 class PipelinedTransport(Transport, Protocol):
     """A transport that takes the next message while the relay answers the previous one."""
@@ -253,7 +261,7 @@ class PipelinedTransport(Transport, Protocol):
         """Hand a message over without waiting for the relay."""
         ...
 
-    def finish(self) -> SendResult | None:
+    def finish(self) -> Answer | None:
         """The outcome of the earliest message begun and not finished, in order; None when it
         was not attempted because one before it found the relay unreachable."""
         ...

@@ -15,13 +15,14 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
 
 from nurture.config import SmtpEndpoint
-from nurture.ports import OutgoingMessage, SendErrorKind, SendResult
+from nurture.ports import Answer, OutgoingMessage, SendErrorKind, SendResult
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +73,9 @@ class ProcessTransport:
             if self._tickets:
                 raise RuntimeError("send() while messages begun are not finished")
             self._begin(message, skip_after_failure=False)
-            outcome = self._finish()
-        assert outcome is not None, "attempted unconditionally"
-        return outcome
+            answer = self._finish()
+        assert answer is not None, "attempted unconditionally"
+        return answer.result
 
     def reset(self) -> None:
         """Attempt messages again after a connection failure (a new batch begins)."""
@@ -94,8 +95,9 @@ class ProcessTransport:
         with self._lock:
             self._begin(message, skip_after_failure=True)
 
-    def finish(self) -> SendResult | None:
-        """The outcome of the earliest message begun and not finished; None if not attempted."""
+    def finish(self) -> Answer | None:
+        """The outcome of the earliest message begun and not finished, with how long ago the
+        relay gave it; None if not attempted."""
         with self._lock:
             return self._finish()
 
@@ -110,27 +112,31 @@ class ProcessTransport:
         else:
             self._tickets.append(self._lost("ended unexpectedly"))
 
-    def _finish(self) -> SendResult | None:
+    def _finish(self) -> Answer | None:
         if not self._tickets:
             raise RuntimeError("finish() without a message begun")
         known = self._tickets.popleft()
         if known is not None:
-            return known
+            return Answer(known, 0.0)
         conn = self._conn
         assert conn is not None, "a ticket for the child implies a live connection"
         try:
             # Each of connect, greeting, EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA and the end of
             # data may take the whole timeout before the child's socket gives up.
             if conn.poll(self._timeout * 10 + 5):
-                reply: SendResult | None = conn.recv()
-                return reply
+                reply: tuple[SendResult, float] | None = conn.recv()
+                if reply is None:
+                    return None
+                result, answered_at = reply
+                # CLOCK_MONOTONIC is the machine's, the same in the child and here.
+                return Answer(result, max(time.monotonic() - answered_at, 0.0))
             reason = "did not answer in time"
         except (OSError, EOFError) as error:
             reason = f"ended unexpectedly ({type(error).__name__})"
         lost = self._lost(reason)
         # The child is gone with the rest of what it was given: nothing will answer for them.
         self._tickets = deque(lost if ticket is None else ticket for ticket in self._tickets)
-        return lost
+        return Answer(lost, 0.0)
 
     def _lost(self, reason: str) -> SendResult:
         log.error("relay process failed; restarting it on the next send", extra={"reason": reason})
@@ -233,9 +239,10 @@ def _serve(conn: Connection) -> None:
                 conn.send(None)
                 continue
             result = transport.send(message)
+            answered_at = time.monotonic()
             if skip_after_failure:
                 unreachable = result.error_kind is SendErrorKind.CONNECTION
-            conn.send(result)
+            conn.send((result, answered_at))
     finally:
         transport.close()
 

@@ -77,5 +77,9 @@ class _Piped:
         self._transport, self._monotonic = transport, monotonic
 
     def result(self) -> Reply | None:
-        result = self._transport.finish()
-        return None if result is None else Reply(result, self._monotonic())
+        answer = self._transport.finish()
+        if answer is None:
+            return None
+        # The outcome may have waited in the socket while this thread rendered: date it by the
+        # relay's reply, on this sender's clock.
+        return Reply(answer.result, self._monotonic() - answer.age)

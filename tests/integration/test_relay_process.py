@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from nurture.config import parse_smtp_url
-from nurture.ports import OutgoingMessage, PipelinedTransport, SendErrorKind
+from nurture.ports import OutgoingMessage, PipelinedTransport, SendErrorKind, SendResult
 from nurture.relay_process import ProcessTransport
 from tests.support.smtp import RecordingSmtpServer
 
@@ -21,6 +21,14 @@ def message(number: int, to: str | None = None) -> OutgoingMessage:
             f"Subject: number {number}\r\n\r\nBody {number}\r\n").encode("ascii")
     return OutgoingMessage(envelope_from="hello@nurture.test", recipients=(recipient,), data=data,
                            message_id=f"<m{number}@nurture.test>")
+
+
+def finish(relay: ProcessTransport) -> SendResult | None:
+    answer = relay.finish()
+    if answer is None:
+        return None
+    assert 0.0 <= answer.age < 60, "how long ago the relay answered"
+    return answer.result
 
 
 @pytest.fixture
@@ -36,7 +44,7 @@ def test_pipelined_sends_arrive_in_order_with_their_outcomes(
     relay.reset()
     for number in range(6):
         relay.begin(message(number))
-    outcomes = [relay.finish() for _ in range(6)]
+    outcomes = [finish(relay) for _ in range(6)]
 
     assert [(o.ok, o.code) for o in outcomes if o is not None] == [
         (True, 250), (True, 250), (True, 250), (False, 550), (True, 250), (True, 250)]
@@ -51,18 +59,18 @@ def test_behind_a_connection_failure_nothing_is_attempted_until_reset(
         relay: ProcessTransport, smtp_server: RecordingSmtpServer) -> None:
     relay.reset()
     relay.begin(message(0))
-    assert relay.finish() is not None
+    assert finish(relay) is not None
     smtp_server.stop()
     for number in range(1, 4):
         relay.begin(message(number))
-    first, *behind = (relay.finish() for _ in range(3))
+    first, *behind = (finish(relay) for _ in range(3))
 
     assert first is not None and first.error_kind is SendErrorKind.CONNECTION
     assert behind == [None, None], "not attempted: the batch releases them untouched"
     smtp_server.start()
     relay.reset()
     relay.begin(message(4))
-    again = relay.finish()
+    again = finish(relay)
     assert again is not None and again.ok
 
 
@@ -74,7 +82,7 @@ def test_a_killed_child_fails_what_it_held_and_is_replaced(
     os.kill(first_pid, signal.SIGKILL)
     relay.begin(message(1))
     relay.begin(message(2))
-    lost = [relay.finish(), relay.finish()]
+    lost = [finish(relay), finish(relay)]
     assert all(o is not None and o.error_kind is SendErrorKind.CONNECTION for o in lost)
 
     assert relay.send(message(3)).ok
@@ -114,5 +122,5 @@ def test_reset_after_an_interrupted_batch_never_mixes_up_replies(
     relay.begin(message(1))  # its refusal is never read: the batch was interrupted
     relay.reset()
     relay.begin(message(2))
-    outcome = relay.finish()
+    outcome = finish(relay)
     assert outcome is not None and outcome.ok, "p2's own reply, not p1's refusal"
