@@ -31,6 +31,10 @@ START_TIMEOUT = 30.0
 
 _SEND, _RESET, _CLOSE = "send", "reset", "close"
 
+REPLY_BATCH = 16
+"""The child writes outcomes back when this many are waiting or when it has no message to send:
+a write for each would wake the dispatcher for each, while it is rendering ahead anyway."""
+
 
 class ProcessTransport:
     """A `ports.Transport` over one persistent SMTP connection held by a child process.
@@ -56,6 +60,8 @@ class ProcessTransport:
         # One entry per message begun: None when the child will answer it, or the outcome
         # already known here (the child could not be started, or died with it outstanding).
         self._tickets: deque[SendResult | None] = deque()
+        # The child's answers read and not yet finished, in order; None: not attempted.
+        self._answers: deque[tuple[SendResult, float] | None] = deque()
         self._lock = threading.Lock()
 
     @property
@@ -118,18 +124,16 @@ class ProcessTransport:
         known = self._tickets.popleft()
         if known is not None:
             return Answer(known, 0.0)
+        if self._answers:
+            return self._answer(self._answers.popleft())
         conn = self._conn
         assert conn is not None, "a ticket for the child implies a live connection"
         try:
             # Each of connect, greeting, EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA and the end of
             # data may take the whole timeout before the child's socket gives up.
             if conn.poll(self._timeout * 10 + 5):
-                reply: tuple[SendResult, float] | None = conn.recv()
-                if reply is None:
-                    return None
-                result, answered_at = reply
-                # CLOCK_MONOTONIC is the machine's, the same in the child and here.
-                return Answer(result, max(time.monotonic() - answered_at, 0.0))
+                self._answers.extend(conn.recv())
+                return self._answer(self._answers.popleft())
             reason = "did not answer in time"
         except (OSError, EOFError) as error:
             reason = f"ended unexpectedly ({type(error).__name__})"
@@ -137,6 +141,14 @@ class ProcessTransport:
         # The child is gone with the rest of what it was given: nothing will answer for them.
         self._tickets = deque(lost if ticket is None else ticket for ticket in self._tickets)
         return Answer(lost, 0.0)
+
+    @staticmethod
+    def _answer(reply: tuple[SendResult, float] | None) -> Answer | None:
+        if reply is None:
+            return None
+        result, answered_at = reply
+        # CLOCK_MONOTONIC is the machine's, the same in the child and here.
+        return Answer(result, max(time.monotonic() - answered_at, 0.0))
 
     def _lost(self, reason: str) -> SendResult:
         log.error("relay process failed; restarting it on the next send", extra={"reason": reason})
@@ -179,6 +191,7 @@ class ProcessTransport:
     def _stop(self, *, kill: bool) -> None:
         process, conn = self._process, self._conn
         self._process = self._conn = None
+        self._answers.clear()
         if conn is not None:
             if not kill:
                 try:
@@ -221,13 +234,14 @@ def _serve(conn: Connection) -> None:
     configure_logging(log_level)
     transport = SmtpTransport(endpoint, timeout=timeout, local_hostname=local_hostname)
     unreachable = False
+    answers: list[tuple[SendResult, float] | None] = []
     conn.send("ready")
     try:
         while True:
-            try:
-                request = conn.recv()
-            except (EOFError, OSError):
-                return  # the parent is gone
+            if answers and (len(answers) >= REPLY_BATCH or not conn.poll(0)):
+                conn.send(answers)
+                answers = []
+            request = conn.recv()
             if request[0] == _CLOSE:
                 conn.send("closed")
                 return
@@ -236,13 +250,14 @@ def _serve(conn: Connection) -> None:
                 continue
             _, message, skip_after_failure = request
             if skip_after_failure and unreachable:
-                conn.send(None)
+                answers.append(None)
                 continue
             result = transport.send(message)
-            answered_at = time.monotonic()
+            answers.append((result, time.monotonic()))
             if skip_after_failure:
                 unreachable = result.error_kind is SendErrorKind.CONNECTION
-            conn.send((result, answered_at))
+    except (EOFError, OSError):
+        return  # the parent is gone
     finally:
         transport.close()
 

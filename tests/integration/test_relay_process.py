@@ -11,7 +11,7 @@ import pytest
 
 from nurture.config import parse_smtp_url
 from nurture.ports import OutgoingMessage, PipelinedTransport, SendErrorKind, SendResult
-from nurture.relay_process import ProcessTransport
+from nurture.relay_process import REPLY_BATCH, ProcessTransport
 from tests.support.smtp import RecordingSmtpServer
 
 
@@ -124,3 +124,20 @@ def test_reset_after_an_interrupted_batch_never_mixes_up_replies(
     relay.begin(message(2))
     outcome = finish(relay)
     assert outcome is not None and outcome.ok, "p2's own reply, not p1's refusal"
+
+
+def test_many_messages_ahead_come_back_in_order_whatever_the_child_groups(
+        relay: ProcessTransport, smtp_server: RecordingSmtpServer) -> None:
+    count = 3 * REPLY_BATCH + 5
+    smtp_server.faults.reject_recipient(f"p{REPLY_BATCH}@example.org")
+    relay.reset()
+    for number in range(count):
+        relay.begin(message(number))
+    outcomes = [finish(relay) for _ in range(count)]
+
+    assert [n for n, o in enumerate(outcomes) if o is None or not o.ok] == [REPLY_BATCH]
+    assert len(smtp_server.wait_for(count - 1)) == count - 1
+    # Then a single send, which waits for its own answer.
+    relay.begin(message(100))
+    assert finish(relay) is not None
+    assert relay.send(message(101)).ok
