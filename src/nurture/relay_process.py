@@ -3,8 +3,9 @@ SmtpTransport in an interpreter of its own, fed through a socket ahead of its re
 
 In one process, the thread talking to the relay must take the interpreter lock back after each of
 a message's round trips while the dispatcher holds it to render the next message, and the relay
-waits. Here the dispatcher writes the next message into the socket and goes on; the child starts
-it the moment the relay has answered the previous one.
+waits. Here the dispatcher writes the next messages into the socket and goes on; the child starts
+each the moment the relay has answered the one before, and while the relay reads a body and
+decides, it hands back the answers so far and makes the next message ready for the wire.
 """
 
 from __future__ import annotations
@@ -228,6 +229,7 @@ def _serve(conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from nurture.logs import configure_logging
+    from nurture.smtp_session import PreparedMessage, prepare
     from nurture.transports import SmtpTransport
 
     endpoint, timeout, local_hostname, log_level = conn.recv()
@@ -235,13 +237,25 @@ def _serve(conn: Connection) -> None:
     transport = SmtpTransport(endpoint, timeout=timeout, local_hostname=local_hostname)
     unreachable = False
     answers: list[tuple[SendResult, float] | None] = []
+    # The next request, when it was read while the relay digested a body, and its message
+    # made ready for the wire.
+    ahead: tuple[Any, ...] | None = None
+    prepared_ahead: PreparedMessage | None = None
+
+    def hand_back(*, at_most: int) -> None:
+        nonlocal answers
+        if answers and (len(answers) >= at_most or not conn.poll(0)):
+            conn.send(answers)
+            answers = []
+
     conn.send("ready")
     try:
         while True:
-            if answers and (len(answers) >= REPLY_BATCH or not conn.poll(0)):
-                conn.send(answers)
-                answers = []
-            request = conn.recv()
+            if ahead is None:
+                hand_back(at_most=REPLY_BATCH)  # before waiting for the parent
+                request = conn.recv()
+            else:
+                request, ahead = ahead, None
             if request[0] == _CLOSE:
                 conn.send("closed")
                 return
@@ -249,10 +263,20 @@ def _serve(conn: Connection) -> None:
                 unreachable = False
                 continue
             _, message, skip_after_failure = request
+            prepared, prepared_ahead = prepared_ahead or prepare(message), None
             if skip_after_failure and unreachable:
                 answers.append(None)
                 continue
-            result = transport.send(message)
+            result = transport.start(prepared)
+            if result is None:
+                # The relay is reading the body and deciding: meanwhile hand back the answers
+                # the parent may be waiting for, and make the next message ready.
+                hand_back(at_most=REPLY_BATCH)
+                if conn.poll(0):
+                    ahead = conn.recv()
+                    if ahead[0] == _SEND:
+                        prepared_ahead = prepare(ahead[1])
+                result = transport.complete()
             answers.append((result, time.monotonic()))
             if skip_after_failure:
                 unreachable = result.error_kind is SendErrorKind.CONNECTION

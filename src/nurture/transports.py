@@ -8,12 +8,14 @@ import smtplib
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from nurture import smtp_session
 from nurture.config import SmtpEndpoint, SmtpSecurity
 from nurture.ports import OutgoingMessage, SendErrorKind, SendResult, Transport
+from nurture.smtp_session import PreparedMessage
 
 if TYPE_CHECKING:
     from nurture.config import Settings
@@ -69,6 +71,7 @@ class SmtpTransport:
         self._ssl_context = ssl_context
         self._probe_idle_after = probe_idle_after
         self._smtp: _ReplyMemory | None = None
+        self._in_progress: tuple[_ReplyMemory, dict[str, tuple[int, bytes]]] | None = None
         self._last_used = 0.0
         self._lock = threading.Lock()
 
@@ -83,27 +86,72 @@ class SmtpTransport:
 
     def send(self, message: OutgoingMessage) -> SendResult:
         with self._lock:
-            try:
-                smtp = self._connection()
-            except smtplib.SMTPResponseException as error:
-                # Greeting, EHLO, STARTTLS or AUTH refused: a problem with the relay or our
-                # credentials, never with this recipient, so it must not count as a bounce.
-                self._drop()
-                logger.error("SMTP %s refused the session: %s", self.where, error.smtp_code)
-                return self._failure(SendErrorKind.CONNECTION, error.smtp_code, _reply_text(error.smtp_error))
-            except (smtplib.SMTPException, OSError) as error:
-                self._drop()
-                logger.warning("SMTP %s: cannot connect (%s)", self.where, type(error).__name__)
-                return self._failure(SendErrorKind.CONNECTION, None, _reply_text(f"{self.where}: {error}"))
-            try:
-                return self._send_on(smtp, message)
-            finally:
-                self._last_used = time.monotonic()
+            outcome = self._start(smtp_session.prepare(message))
+            return outcome if outcome is not None else self._complete()
 
-    def _send_on(self, smtp: _ReplyMemory, message: OutgoingMessage) -> SendResult:
-        options = [] if _ascii(message) else ["SMTPUTF8"]
+    def start(self, prepared: PreparedMessage) -> SendResult | None:
+        """The message up to the relay's verdict on it (MAIL, RCPT, DATA, the body), connecting
+        first if need be: its outcome when that is already known, else None, and `complete()`
+        reads the verdict. In between the caller may prepare the next message."""
+        with self._lock:
+            return self._start(prepared)
+
+    def complete(self) -> SendResult:
+        with self._lock:
+            return self._complete()
+
+    def _start(self, prepared: PreparedMessage) -> SendResult | None:
+        if self._in_progress is not None:
+            raise RuntimeError("a message was started and not completed")
         try:
-            refused = smtp.sendmail(message.envelope_from, list(message.recipients), message.data, options)
+            smtp = self._connection()
+        except smtplib.SMTPResponseException as error:
+            # Greeting, EHLO, STARTTLS or AUTH refused: a problem with the relay or our
+            # credentials, never with this recipient, so it must not count as a bounce.
+            self._drop()
+            logger.error("SMTP %s refused the session: %s", self.where, error.smtp_code)
+            return self._failure(SendErrorKind.CONNECTION, error.smtp_code, _reply_text(error.smtp_error))
+        except (smtplib.SMTPException, OSError) as error:
+            self._drop()
+            logger.warning("SMTP %s: cannot connect (%s)", self.where, type(error).__name__)
+            return self._failure(SendErrorKind.CONNECTION, None, _reply_text(f"{self.where}: {error}"))
+        refused: dict[str, tuple[int, bytes]] = {}
+        failure = self._guarded(lambda: refused.update(smtp_session.start(smtp, prepared)))
+        if failure is not None:
+            self._last_used = time.monotonic()
+            return failure
+        self._in_progress = (smtp, refused)
+        return None
+
+    def _complete(self) -> SendResult:
+        if self._in_progress is None:
+            raise RuntimeError("complete() without a message started")
+        (smtp, refused), self._in_progress = self._in_progress, None
+        try:
+            failure = self._guarded(lambda: smtp_session.complete(smtp))
+        finally:
+            self._last_used = time.monotonic()
+        if failure is not None:
+            return failure
+        code, raw = smtp.last_reply
+        text = _reply_text(raw)
+        if refused:
+            # Some recipients accepted the message: it went out, so a retry would duplicate it.
+            codes = ", ".join(str(c) for c, _ in refused.values())
+            logger.warning("SMTP %s: %d recipient(s) refused (%s)", self.where, len(refused), codes)
+            return SendResult(
+                ok=True,
+                code=code if code == 250 else 250,
+                message=_reply_text(f"{len(refused)} recipient(s) refused ({codes}); {text}"),
+            )
+        logger.debug("SMTP %s: accepted %s", self.where, code)
+        return SendResult(ok=True, code=code if code == 250 else 250, message=text)
+
+    def _guarded(self, step: Callable[[], object]) -> SendResult | None:
+        """Run one half of a message's conversation: None when it went through, else the outcome
+        its refusal or failure means."""
+        try:
+            step()
         except smtplib.SMTPRecipientsRefused as error:
             return self._refused(list(error.recipients.values()))
         except smtplib.SMTPSenderRefused as error:
@@ -128,19 +176,7 @@ class SmtpTransport:
         except BaseException:
             self._drop()
             raise
-        code, raw = smtp.last_reply
-        text = _reply_text(raw)
-        if refused:
-            # Some recipients accepted the message: it went out, so a retry would duplicate it.
-            codes = ", ".join(str(c) for c, _ in refused.values())
-            logger.warning("SMTP %s: %d recipient(s) refused (%s)", self.where, len(refused), codes)
-            return SendResult(
-                ok=True,
-                code=code if code == 250 else 250,
-                message=_reply_text(f"{len(refused)} recipient(s) refused ({codes}); {text}"),
-            )
-        logger.debug("SMTP %s: accepted %s", self.where, code)
-        return SendResult(ok=True, code=code if code == 250 else 250, message=text)
+        return None
 
     def _refused(self, replies: Sequence[tuple[int, bytes | str]], *, mail_from: bool = False) -> SendResult:
         # With several recipients, any temporary refusal makes the whole send worth retrying.
@@ -236,6 +272,7 @@ class SmtpTransport:
             return False
 
     def _drop(self) -> None:
+        self._in_progress = None
         smtp, self._smtp = self._smtp, None
         if smtp is not None:
             smtp.close()
@@ -243,6 +280,7 @@ class SmtpTransport:
     def close(self) -> None:
         """QUIT politely and forget the connection; errors are ignored, the socket is closed."""
         with self._lock:
+            self._in_progress = None
             smtp, self._smtp = self._smtp, None
             if smtp is None or smtp.sock is None:
                 return
@@ -263,10 +301,6 @@ class SmtpTransport:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _ascii(message: OutgoingMessage) -> bool:
-    return all(address.isascii() for address in (message.envelope_from, *message.recipients))
 
 
 def transport_from_settings(settings: Settings, *, separate_process: bool = False) -> Transport:

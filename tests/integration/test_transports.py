@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import smtplib
 import ssl
 import subprocess
 import time
@@ -306,3 +307,20 @@ def test_wrong_password_is_a_connection_failure_not_a_bounce(tls_files: tuple[Pa
                                ssl_context=client_context) as transport:  # fmt: skip
         result = transport.send(outgoing())
     assert (result.ok, result.code, result.error_kind) == (False, 535, SendErrorKind.CONNECTION)
+
+
+def test_the_relay_receives_what_smtplib_sendmail_sends(
+        smtp_server: RecordingSmtpServer, transport: SmtpTransport) -> None:
+    bodies = [b"Subject: dots\r\n\r\n.leading\r\n..two\r\nplain\r\n.\r\n",
+              b"Subject: no final line end\r\n\r\nlast line",
+              b"Subject: international\r\n\r\nHello\r\n"]
+    recipients = ["ada@example.test", "Ada <ada@example.test>", "bé@exämple.test"]
+    for body, to in zip(bodies, recipients, strict=True):
+        message = OutgoingMessage(envelope_from=SENDER, recipients=(to,), data=body)
+        with smtplib.SMTP("127.0.0.1", smtp_server.port) as smtp:
+            smtp.sendmail(SENDER, [to], body, ["SMTPUTF8"] if not to.isascii() else [])
+        assert transport.send(message).ok
+    received = smtp_server.wait_for(6)
+    by_smtplib, by_us = received[0::2], received[1::2]
+    assert [(m.envelope_from, m.recipients, m.data) for m in by_us] == [
+        (m.envelope_from, m.recipients, m.data) for m in by_smtplib]
