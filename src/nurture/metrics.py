@@ -45,8 +45,8 @@ class MeteredTransport:
         self._observe(result, started)
         return result
 
-    def _observe(self, result: SendResult, started: float) -> None:
-        self.metrics.latency.observe(time.perf_counter() - started)
+    def _observe(self, result: SendResult, started: float, ended: float | None = None) -> None:
+        self.metrics.latency.observe((time.perf_counter() if ended is None else ended) - started)
         outcome = "ok" if result.ok else (result.error_kind.value if result.error_kind else "error")
         self.metrics.sends.labels(outcome=outcome).inc()
         if not result.ok:
@@ -57,12 +57,15 @@ class MeteredTransport:
 
 
 class MeteredPipelinedTransport(MeteredTransport):
-    """The same for a pipelined transport; a send's time runs from hand-over to reply."""
+    """The same for a pipelined transport; a send's time runs from when the relay could take it
+    up (its hand-over, or the reply to the message before, whichever came later) to its reply,
+    so that waiting behind other messages is not counted as the relay's time."""
 
     def __init__(self, inner: PipelinedTransport, metrics: SchedulerMetrics) -> None:
         super().__init__(inner, metrics)
         self.pipelined = inner
         self._started: deque[float] = deque()
+        self._last_reply = 0.0
 
     def begin(self, message: OutgoingMessage) -> None:
         self._started.append(time.perf_counter())
@@ -72,7 +75,9 @@ class MeteredPipelinedTransport(MeteredTransport):
         answer = self.pipelined.finish()
         started = self._started.popleft()
         if answer is not None:
-            self._observe(answer.result, started + answer.age)
+            replied = time.perf_counter() - answer.age
+            self._observe(answer.result, max(started, self._last_reply), replied)
+            self._last_reply = replied
         return answer
 
     def reset(self) -> None:
