@@ -15,7 +15,7 @@ from sqlalchemy import update
 
 from nurture.config import parse_smtp_url
 from nurture.content import ContentHolder
-from nurture.dispatcher import Dispatcher, DispatchPolicy, message_id_for
+from nurture.dispatcher import SEND_AHEAD_LIMIT, Dispatcher, DispatchPolicy, message_id_for
 from nurture.enrollment import enroll, make_person
 from nurture.ports import ConsentRecord, Transport
 from nurture.relay_process import ProcessTransport
@@ -334,3 +334,47 @@ def test_a_run_claims_the_next_batch_while_the_relay_still_has_messages(
     assert counts == {"sent": 12, "queued": 12}  # the welcome emails, and each next step
     batches = [record for record in caplog.records if record.getMessage() == "dispatch batch"]
     assert [(r.claimed, r.sent) for r in batches] == [(5, 5), (5, 5), (2, 2)]
+
+
+def test_a_stop_hears_out_what_the_relay_process_holds_and_releases_the_rest(
+        store: SqlStore, content: ContentHolder, smtp_server: Any) -> None:
+    count = 120
+    for index in range(count):
+        _enroll(store, content, f"p{index}@example.org", hesitations=("stigma",))
+    endpoint = parse_smtp_url(f"smtp://127.0.0.1:{smtp_server.port}")
+    relay = CountingRelay(ProcessTransport(endpoint, timeout=5))
+    dispatcher = Dispatcher(
+        store=store, transport=relay, content=content,
+        brand=Brand(sender="Nurture <hello@nurture.test>", discreet_sender_name="Weekly notes",
+                    postal_address=POSTAL, base_url="https://nurture.test"),
+        links=LinkMaker(base_url="https://nurture.test", signer=TokenSigner("x" * 32),
+                        unsubscribe_mailto="unsubscribe@nurture.test"),
+        owner="test-owner", message_id_domain="nurture.test",
+        policy=DispatchPolicy(batch_size=count))
+    finished = 0
+    handed_over_at_stop: list[int] = []
+    original_finish = relay.finish
+
+    def finish_and_stop_at_the_fifth() -> Any:
+        nonlocal finished
+        finished += 1
+        if finished == 5:
+            # Four collected, and this one with the rest still with the relay process.
+            handed_over_at_stop.append(4 + relay.outstanding)
+            dispatcher.request_stop()
+        return original_finish()
+
+    relay.finish = finish_and_stop_at_the_fifth  # type: ignore[method-assign]
+    try:
+        report = dispatcher.run(T0)
+    finally:
+        relay.close()
+
+    # Whatever the relay process held when the stop came went out and is recorded as sent;
+    # nothing more was handed over; the rest of the claim is released, not left leased.
+    (handed_over,) = handed_over_at_stop
+    assert 5 <= handed_over <= 5 + SEND_AHEAD_LIMIT < count
+    assert report.sent == handed_over == len(smtp_server.wait_for(handed_over))
+    assert (report.claimed, report.released) == (count, count - handed_over)
+    counts = store.counts_by_status()
+    assert counts["sending"] == 0 and counts["sent"] == handed_over
