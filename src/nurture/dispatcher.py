@@ -125,7 +125,8 @@ class _Batch:
     content: Content
     report: DispatchReport
     open: int
-    """Rows without a recorded outcome; the batch is logged when none is left."""
+    """Rows without an outcome yet; once none is, the next record holds the last of them and
+    the batch is logged."""
 
 
 @dataclass(frozen=True)

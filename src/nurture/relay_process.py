@@ -242,9 +242,11 @@ def _serve(conn: Connection) -> None:
     ahead: tuple[Any, ...] | None = None
     prepared_ahead: PreparedMessage | None = None
 
-    def hand_back(*, at_most: int) -> None:
+    def hand_back() -> None:
+        """Write the answers back once enough wait, or at once when the parent has sent nothing
+        more: it may be waiting for them."""
         nonlocal answers
-        if answers and (len(answers) >= at_most or not conn.poll(0)):
+        if answers and (len(answers) >= REPLY_BATCH or not conn.poll(0)):
             conn.send(answers)
             answers = []
 
@@ -252,7 +254,7 @@ def _serve(conn: Connection) -> None:
     try:
         while True:
             if ahead is None:
-                hand_back(at_most=REPLY_BATCH)  # before waiting for the parent
+                hand_back()  # before waiting for the parent
                 request = conn.recv()
             else:
                 request, ahead = ahead, None
@@ -271,7 +273,7 @@ def _serve(conn: Connection) -> None:
             if result is None:
                 # The relay is reading the body and deciding: meanwhile hand back the answers
                 # the parent may be waiting for, and make the next message ready.
-                hand_back(at_most=REPLY_BATCH)
+                hand_back()
                 if conn.poll(0):
                     ahead = conn.recv()
                     if ahead[0] == _SEND:
