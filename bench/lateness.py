@@ -111,8 +111,8 @@ def run(options: Options) -> dict[str, Any]:
             measured_value=p99, baseline_value=tick, unit="s",
             note="" if complete else f"only {len(sent)} of {count} sent"))
     notes = [f"{len(sent)} of {count} sent; database max {details['db_max']:.2f} s, "
-             f"server max {details['wire_max']:.2f} s; the database's sent_at is the tick's start, "
-             "so it reads earlier than the arrival"]
+             f"server max {details['wire_max']:.2f} s; the database's sent_at is the relay's "
+             "reply, so it reads the same as the arrival or a little later"]
     if details["scheduler_errors"]:
         notes.append(f"scheduler errors: {details['scheduler_errors']}; last lines: "
                      f"{details['scheduler_log_tail']}")
