@@ -44,7 +44,13 @@ def dispatcher(request: pytest.FixtureRequest, store: SqlStore, content: Content
     endpoint = parse_smtp_url(f"smtp://127.0.0.1:{smtp_server.port}")
     transport: Transport = (SmtpTransport(endpoint, timeout=5) if request.param == "thread"
                             else ProcessTransport(endpoint, timeout=5))
-    yield_value = Dispatcher(
+    yield make_dispatcher(store, content, transport, batch_size=50)
+    transport.close()
+
+
+def make_dispatcher(store: Any, content: ContentHolder, transport: Transport, *,
+                    batch_size: int) -> Dispatcher:
+    return Dispatcher(
         store=store,
         transport=transport,
         content=content,
@@ -54,10 +60,8 @@ def dispatcher(request: pytest.FixtureRequest, store: SqlStore, content: Content
                         unsubscribe_mailto="unsubscribe@nurture.test"),
         owner="test-owner",
         message_id_domain="nurture.test",
-        policy=DispatchPolicy(batch_size=50),
+        policy=DispatchPolicy(batch_size=batch_size),
     )
-    yield yield_value
-    transport.close()
 
 
 def _enroll(store: SqlStore, content: ContentHolder, email: str, *, hesitations: tuple[str, ...],
@@ -308,14 +312,7 @@ def test_a_run_claims_the_next_batch_while_the_relay_still_has_messages(
     endpoint = parse_smtp_url(f"smtp://127.0.0.1:{smtp_server.port}")
     relay = CountingRelay(ProcessTransport(endpoint, timeout=5))
     watcher = ClaimWatcher(store, relay)
-    dispatcher = Dispatcher(
-        store=watcher, transport=relay, content=content,
-        brand=Brand(sender="Nurture <hello@nurture.test>", discreet_sender_name="Weekly notes",
-                    postal_address=POSTAL, base_url="https://nurture.test"),
-        links=LinkMaker(base_url="https://nurture.test", signer=TokenSigner("x" * 32),
-                        unsubscribe_mailto="unsubscribe@nurture.test"),
-        owner="test-owner", message_id_domain="nurture.test",
-        policy=DispatchPolicy(batch_size=5))
+    dispatcher = make_dispatcher(watcher, content, relay, batch_size=5)
     try:
         with caplog.at_level("INFO", logger="nurture.dispatcher"):
             report = dispatcher.run(T0)
@@ -343,14 +340,7 @@ def test_a_stop_hears_out_what_the_relay_process_holds_and_releases_the_rest(
         _enroll(store, content, f"p{index}@example.org", hesitations=("stigma",))
     endpoint = parse_smtp_url(f"smtp://127.0.0.1:{smtp_server.port}")
     relay = CountingRelay(ProcessTransport(endpoint, timeout=5))
-    dispatcher = Dispatcher(
-        store=store, transport=relay, content=content,
-        brand=Brand(sender="Nurture <hello@nurture.test>", discreet_sender_name="Weekly notes",
-                    postal_address=POSTAL, base_url="https://nurture.test"),
-        links=LinkMaker(base_url="https://nurture.test", signer=TokenSigner("x" * 32),
-                        unsubscribe_mailto="unsubscribe@nurture.test"),
-        owner="test-owner", message_id_domain="nurture.test",
-        policy=DispatchPolicy(batch_size=count))
+    dispatcher = make_dispatcher(store, content, relay, batch_size=count)
     finished = 0
     handed_over_at_stop: list[int] = []
     original_finish = relay.finish
