@@ -129,13 +129,7 @@ def quiet_logging() -> None:
 
 # -- content -------------------------------------------------------------------------------------
 
-BENCH_SEQUENCE_YAML = """\
-# Written by the benchmarks: one step, any hour of any day, so windows never hold a send back.
-key: bench
-name: Bench, one step
-window:
-  hours: "00:00-24:00"
-steps:
+_LONG_STEP_YAML = """\
   - key: one
     delay: 0h
     template: bench/long.md
@@ -144,6 +138,16 @@ steps:
     discreet_subject: Your weekly notes
     discreet_preheader: A short note
 """
+"""The first step of both bench sequences: the ~12 KB note."""
+
+BENCH_SEQUENCE_YAML = """\
+# Written by the benchmarks: one step, any hour of any day, so windows never hold a send back.
+key: bench
+name: Bench, one step
+window:
+  hours: "00:00-24:00"
+steps:
+""" + _LONG_STEP_YAML
 
 BENCH_TWO_STEPS_YAML = """\
 # Written by the benchmarks: two steps, so recording a send queues the next delivery.
@@ -152,13 +156,7 @@ name: Bench, two steps
 window:
   hours: "00:00-24:00"
 steps:
-  - key: one
-    delay: 0h
-    template: bench/long.md
-    subject: "{% if first_name %}{{ first_name }}, a{% else %}A{% endif %} note for this week"
-    preheader: A longer note, about the size of a real one
-    discreet_subject: Your weekly notes
-    discreet_preheader: A short note
+""" + _LONG_STEP_YAML + """\
   - key: two
     delay: 1d
     template: sample/next-steps.md
