@@ -117,6 +117,17 @@ def builders() -> tuple[Any, Any]:
                                             rendering.build_message)
 
 
+def _timed(render: Any, build: Any, job: tuple[Any, ...],
+           the_brand: Any) -> tuple[Any, bytes, float, float]:
+    """One email of `job` through `render` then `build`: (rendered, message, render s, build s)."""
+    sequence, step, recipient, links, message_id = job
+    t0 = time.perf_counter()
+    rendered = render(sequence, step, recipient, links, the_brand)
+    t1 = time.perf_counter()
+    data: bytes = build(rendered, to=recipient.email, message_id=message_id, links=links, date=DATE)
+    return rendered, data, t1 - t0, time.perf_counter() - t1
+
+
 def run(options: Options) -> dict[str, Any]:
     from nurture.rendering import TemplateLibrary
 
@@ -138,15 +149,11 @@ def run(options: Options) -> dict[str, Any]:
     naive_render = naive_build = 0.0
     naive_messages: list[bytes] = []
     naive_rendered: list[Any] = []
-    for sequence, step, recipient, links, message_id in jobs:
-        t0 = time.perf_counter()
-        rendered = naive_library.render_naive(sequence, step, recipient, links, the_brand)
-        t1 = time.perf_counter()
-        data = build_naive(rendered, to=recipient.email, message_id=message_id, links=links,
-                             date=DATE)
-        t2 = time.perf_counter()
-        naive_render += t1 - t0
-        naive_build += t2 - t1
+    for job in jobs:
+        rendered, data, render_s, build_s = _timed(naive_library.render_naive, build_naive, job,
+                                                   the_brand)
+        naive_render += render_s
+        naive_build += build_s
         naive_rendered.append(rendered)
         naive_messages.append(data)
     naive_per_email = (naive_render + naive_build) / len(jobs)
@@ -166,15 +173,11 @@ def run(options: Options) -> dict[str, Any]:
         run_jobs = jobs if number == 0 else [
             (sequence, step, recipient, links_for(index % len(recipients), number), message_id)
             for index, (sequence, step, recipient, _, message_id) in enumerate(jobs)]
-        for index, (sequence, step, recipient, links, message_id) in enumerate(run_jobs):
-            t0 = time.perf_counter()
-            rendered = library.render(sequence, step, recipient, links, the_brand)
-            t1 = time.perf_counter()
-            data = build_message(rendered, to=recipient.email, message_id=message_id, links=links,
-                                 date=DATE)
-            t2 = time.perf_counter()
-            render_time += t1 - t0
-            build_time += t2 - t1
+        for index, job in enumerate(run_jobs):
+            rendered, data, render_s, build_s = _timed(library.render, build_message, job,
+                                                       the_brand)
+            render_time += render_s
+            build_time += build_s
             if number == 0:
                 naive = naive_rendered[index]
                 if _normalized(data) == _normalized(naive_messages[index]):
@@ -183,6 +186,7 @@ def run(options: Options) -> dict[str, Any]:
                     what = "html" if rendered.html != naive.html else "text" \
                         if rendered.text != naive.text else "subject or sender" \
                         if rendered != naive else "message headers or parts"
+                    sequence, step = job[0], job[1]
                     mismatches.append(f"{sequence.key}/{step.key} persona {index % len(recipients)}: "
                                       f"{what} differ")
         if number == 0:
