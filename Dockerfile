@@ -7,6 +7,8 @@ COPY requirements.lock ./
 RUN pip install -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY src ./src
+# src/nurture/scheduler is a relative symlink to the top-level scheduler/ service.
+COPY scheduler ./scheduler
 RUN pip install --no-deps . && useradd --create-home --uid 10001 nurture
 COPY sequences ./sequences
 COPY templates ./templates

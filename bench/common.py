@@ -207,14 +207,14 @@ def scratch_dir(prefix: str = "nurture-bench-") -> Iterator[Path]:
 # -- the product's parts, wired for a benchmark ---------------------------------------------------
 
 def brand() -> Any:
-    from nurture.rendering import Brand
+    from nurture.rendering.library import Brand
 
     return Brand(sender=SENDER, discreet_sender_name="Weekly notes", postal_address=POSTAL_ADDRESS,
                  base_url=BASE_URL)
 
 
 def link_maker() -> Any:
-    from nurture.tokens import LinkMaker, TokenSigner
+    from nurture.engine.tokens import LinkMaker, TokenSigner
 
     return LinkMaker(base_url=BASE_URL, signer=TokenSigner(SECRET_KEY),
                      unsubscribe_mailto="unsubscribe@bench.test")
@@ -225,8 +225,8 @@ def make_dispatcher(store: Any, content: Any, smtp_port: int, *, owner: str = "b
     from datetime import timedelta
 
     from nurture.config import parse_smtp_url
-    from nurture.dispatcher import Dispatcher, DispatchPolicy
-    from nurture.transports import SmtpTransport
+    from nurture.engine.dispatcher import Dispatcher, DispatchPolicy
+    from nurture.smtp.transports import SmtpTransport
 
     if transport is None:
         transport = SmtpTransport(parse_smtp_url(f"smtp://127.0.0.1:{smtp_port}"), timeout=60)
@@ -430,7 +430,7 @@ TRICKY_NAME = "<b>&\"'"
 def people(count: int, *, prefix: str = "p") -> list[Any]:
     """`count` valid, already normalized people over a matrix of hesitations, names, discreet
     mode and locales: a few dozen distinct email structures, as a real list would have."""
-    from nurture.enrollment import Person
+    from nurture.domain.people import Person
 
     reason_sets = [frozenset(), frozenset({"stigma"}), frozenset({"fear_of_blame"}),
                    frozenset({"stigma", "fear_of_blame"}), frozenset({"unfamiliar", "not_sure"})]
@@ -449,8 +449,8 @@ def people(count: int, *, prefix: str = "p") -> list[Any]:
 def enroll_people(store: Any, content: Any, sequence_key: str, persons: Sequence[Any], *,
                   now: datetime, due: Sequence[datetime] | None = None, chunk: int = 5000) -> int:
     """Bulk SqlStore.enroll; with `due`, person i's first delivery is planned from due[i]."""
-    from nurture.enrollment import new_enrollment
-    from nurture.ports import ConsentRecord
+    from nurture.engine.enrollment import new_enrollment
+    from nurture.engine.ports import ConsentRecord
 
     consent = ConsentRecord(kind="import", source="bench")
     created = 0

@@ -1,7 +1,7 @@
 """Benchmark 2, end to end: N queued deliveries through our Dispatcher into the bench SMTP server (a
 separate process), against a raw smtplib blast of the same pre-built messages over the same number
 of connections (one: a Dispatcher holds one SMTP connection) to the same server. The Dispatcher
-sends as `nurture scheduler` does, through nurture.relay_process: the SMTP conversation runs in a
+sends as `nurture scheduler` does, through nurture.smtp.relay_process: the SMTP conversation runs in a
 child process, which the measured time includes.
 
 Deliveries are enrolled in bulk with SqlStore.enroll in a bench-only one-step sequence whose window
@@ -130,7 +130,7 @@ class TimedLinks:
 @contextmanager
 def timed_build_message(watch: Stopwatch) -> Any:
     """Wraps the build_message the dispatcher module imported, for the duration of one run."""
-    import nurture.dispatcher as dispatcher_module
+    import nurture.engine.dispatcher as dispatcher_module
 
     namespace = vars(dispatcher_module)
     original = namespace["build_message"]
@@ -149,9 +149,9 @@ def timed_build_message(watch: Stopwatch) -> Any:
 
 def prebuild(content: Any, persons: list[Any], now: Any) -> list[tuple[str, bytes]]:
     """The messages the Dispatcher will send, built ahead: same step, people, link and id shapes."""
-    from nurture.dispatcher import message_id_for
-    from nurture.model import Profile
-    from nurture.rendering import Recipient, build_message
+    from nurture.domain.model import Profile
+    from nurture.engine.dispatcher import message_id_for
+    from nurture.rendering.library import Recipient, build_message
 
     sequence = content.sequences[BENCH_SEQUENCE]
     step = sequence.steps[0]
@@ -178,7 +178,7 @@ def interleaved(dispatcher: Any, messages: list[tuple[str, bytes]], port: int, w
     dispatcher's report)."""
     from email.utils import parseaddr
 
-    from nurture.dispatcher import DispatchReport
+    from nurture.engine.dispatcher import DispatchReport
 
     sender = parseaddr(SENDER)[1]
     raw_seconds = ours_seconds = 0.0
@@ -209,7 +209,7 @@ def run_backend(backend: str, options: Options, work: Any, content: Any, holder:
                 server: ServerProcess) -> dict[str, Any]:
     from nurture.clock import utcnow
     from nurture.config import parse_smtp_url
-    from nurture.relay_process import ProcessTransport
+    from nurture.smtp.relay_process import ProcessTransport
     from nurture.store.database import make_engine
     from nurture.store.repository import SqlStore
 
@@ -270,7 +270,7 @@ def run_backend(backend: str, options: Options, work: Any, content: Any, holder:
 
 def run(options: Options) -> dict[str, Any]:
     from nurture.clock import utcnow
-    from nurture.content import ContentHolder
+    from nurture.content.library import ContentHolder
 
     quiet_logging()
     n = options.emails or options.pick(20_000, 2_000)

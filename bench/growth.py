@@ -123,10 +123,10 @@ def generate_history(backend: str, url: str, n: int) -> float:
 
 def outcome_for(claim: Any, sequence: Any, version: str, now: Any) -> Any:
     """What the Dispatcher records after a 250: sent, and the planner's next step queued."""
-    from nurture.dispatcher import message_id_for
-    from nurture.model import Profile
-    from nurture.planner import plan_next
-    from nurture.ports import DeliveryStatus, EnrollmentStatus, Outcome
+    from nurture.domain.model import Profile
+    from nurture.engine.dispatcher import message_id_for
+    from nurture.engine.planner import plan_next
+    from nurture.engine.ports import DeliveryStatus, EnrollmentStatus, Outcome
 
     s = claim.subscriber
     profile = Profile(time_zone=s.time_zone, hesitations=s.hesitations, discreet=s.discreet,
@@ -220,7 +220,7 @@ def compare(backend: str, options: Options, work: Any, holder: Any, small: int, 
 
 
 def run(options: Options) -> dict[str, Any]:
-    from nurture.content import ContentHolder
+    from nurture.content.library import ContentHolder
 
     quiet_logging()
     small = 10_000

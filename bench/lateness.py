@@ -42,7 +42,7 @@ LEAD = 2.0
 
 def run(options: Options) -> dict[str, Any]:
     from nurture.clock import utcnow
-    from nurture.content import ContentHolder
+    from nurture.content.library import ContentHolder
     from nurture.store.database import make_engine
     from nurture.store.repository import SqlStore
 

@@ -73,7 +73,7 @@ def child(argv: list[str]) -> int:
 
     from bench.common import data_key, make_dispatcher
     from nurture.clock import utcnow
-    from nurture.content import ContentHolder
+    from nurture.content.library import ContentHolder
     from nurture.store.database import make_engine
     from nurture.store.repository import SqlStore
 
@@ -126,7 +126,7 @@ def measure(options: Options, work: Path, content: Any, holder: Any, server: Ser
 
 
 def run(options: Options) -> dict[str, Any]:
-    from nurture.content import ContentHolder
+    from nurture.content.library import ContentHolder
 
     quiet_logging()
     small, large = options.pick(10_000, 2_000), options.pick(100_000, 20_000)

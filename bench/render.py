@@ -38,9 +38,9 @@ DATE = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 def persona_matrix() -> list[Any]:
     """Every single hesitation, all of them and none; discreet or not; no name, a name, a name
     full of markup; two locales (the same matrix as the fast-path equivalence test)."""
-    from nurture.model import Profile
-    from nurture.reasons import KNOWN_REASONS
-    from nurture.rendering import Recipient
+    from nurture.domain.model import Profile
+    from nurture.domain.reasons import KNOWN_REASONS
+    from nurture.rendering.library import Recipient
 
     reason_sets = [frozenset({reason}) for reason in sorted(KNOWN_REASONS)]
     reason_sets += [frozenset(KNOWN_REASONS), frozenset()]
@@ -54,7 +54,7 @@ def persona_matrix() -> list[Any]:
 
 
 def links_for(index: int, run: int = 0) -> Any:
-    from nurture.rendering import Links
+    from nurture.rendering.library import Links
 
     # Distinct per person, so a cached structure can never carry someone else's values, and per
     # run: real links are unique per subscriber, so no cache keyed on a link may help a warm pass.
@@ -69,8 +69,8 @@ def links_for(index: int, run: int = 0) -> Any:
 
 def shipped_steps() -> tuple[list[tuple[Any, Any]], list[str], Any]:
     """(sequence, step) for every step of sequences/ that validates; problems of the others."""
-    from nurture.content import check_content
-    from nurture.problems import Severity
+    from nurture.content.library import check_content
+    from nurture.domain.problems import Severity
 
     sequences, library, problems = check_content(ROOT / "sequences", ROOT / "templates")
     if library is None:
@@ -111,7 +111,7 @@ def equivalent(ours: bytes, naive: bytes) -> bool:
 
 def builders() -> tuple[Any, Any]:
     """(ours, naive) message builders: the naive one is the standard library's EmailMessage."""
-    from nurture import rendering
+    from nurture.rendering import library as rendering
 
     return rendering.build_message, getattr(rendering, "build_message_reference",
                                             rendering.build_message)
@@ -129,7 +129,7 @@ def _timed(render: Any, build: Any, job: tuple[Any, ...],
 
 
 def run(options: Options) -> dict[str, Any]:
-    from nurture.rendering import TemplateLibrary
+    from nurture.rendering.library import TemplateLibrary
 
     quiet_logging()
     build_message, build_naive = builders()

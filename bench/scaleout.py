@@ -99,7 +99,7 @@ def measure(options: Options, work: Any, content: Any, holder: Any, server: Serv
 
 
 def run(options: Options) -> dict[str, Any]:
-    from nurture.content import ContentHolder
+    from nurture.content.library import ContentHolder
 
     quiet_logging()
     problem = postgres_problem(options.postgres_url) if "postgresql" in options.backends else \

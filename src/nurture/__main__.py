@@ -2,6 +2,6 @@
 
 import sys
 
-from nurture.cli import main
+from nurture.cli.main import main
 
 sys.exit(main())

@@ -16,13 +16,13 @@ from uuid import UUID
 import pytest
 from playwright.sync_api import Browser, Page, Route
 
-from nurture.content import load_content
-from nurture.model import Profile, Sequence
-from nurture.problems import ContentInvalid, Severity
-from nurture.reasons import KNOWN_REASONS
-from nurture.rendering import Brand, Links, Recipient, TemplateLibrary
-from nurture.sequences import load_sequence_file
-from nurture.tokens import LinkMaker, TokenSigner
+from nurture.content.library import load_content
+from nurture.content.sequences import load_sequence_file
+from nurture.domain.model import Profile, Sequence
+from nurture.domain.problems import ContentInvalid, Severity
+from nurture.domain.reasons import KNOWN_REASONS
+from nurture.engine.tokens import LinkMaker, TokenSigner
+from nurture.rendering.library import Brand, Links, Recipient, TemplateLibrary
 from tests.browser import a11y
 from tests.support.browser import DEFAULT_TIMEOUT_MS
 

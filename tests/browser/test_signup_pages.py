@@ -13,8 +13,8 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Response, expect
 from sqlalchemy import func, select
 
-from nurture.enrollment import check_time_zone
-from nurture.reasons import REASONS
+from nurture.domain.people import check_time_zone
+from nurture.domain.reasons import REASONS
 from nurture.store.database import make_engine, upgrade
 from nurture.store.models import Subscriber
 from nurture.web.forms import CONSENT_TEXT, SAFETY_QUESTION

@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nurture.config import SettingsError
-from nurture.content import ContentHolder
+from nurture.content.library import ContentHolder
+from nurture.services.runtime import Runtime
 from nurture.store.models import Delivery
 from nurture.store.repository import SqlStore
 from nurture.web.admin import PREVIEW_CSP, mask_address, redact_addresses
@@ -35,7 +36,6 @@ from nurture.web.app import create_app
 from nurture.web.charts import FunnelStage, funnel_svg
 from nurture.web.security import CONTENT_SECURITY_POLICY
 from nurture.web.settings import WebOptions
-from nurture.wiring import Runtime
 from tests.integration.test_web import T0, Browser, Clock, Web, csrf_of, rows, web_settings
 from tests.support.smtp import RecordingSmtpServer
 

@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from nurture.config import Settings
-from nurture.content import ContentHolder
+from nurture.content.library import ContentHolder
+from nurture.services.runtime import Runtime
 from nurture.store.database import make_engine, upgrade
 from nurture.store.repository import SqlStore
 from nurture.web.app import create_app
 from nurture.web.settings import WebOptions
-from nurture.wiring import Runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from nurture.bounces import (
+from nurture.cli.bounces import register
+from nurture.config import load_settings
+from nurture.engine.bounces import (
     apply_feedback,
     events_from_webhook,
     sign_webhook,
     verify_webhook_signature,
 )
-from nurture.cli_bounces import register
-from nurture.config import load_settings
-from nurture.dispatcher import message_id_for
-from nurture.ports import (
+from nurture.engine.dispatcher import message_id_for
+from nurture.engine.ports import (
     ConsentRecord,
     DeliveryStatus,
     EnrollmentStatus,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from nurture.cli_ops import known_variables
+from nurture.cli.ops import known_variables
 from nurture.config import Settings
 from tests.support.cli import nurture
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from nurture.content import ContentHolder
-from nurture.enrollment import enroll, make_person
-from nurture.ports import ConsentRecord
+from nurture.content.library import ContentHolder
+from nurture.domain.people import make_person
+from nurture.engine.enrollment import enroll
+from nurture.engine.ports import ConsentRecord
 from nurture.store import crypto
 from nurture.store.accounts import AccountStore
 from nurture.store.repository import SqlStore
@@ -101,11 +102,11 @@ def test_a_malformed_key_names_the_variable() -> None:
 def test_one_unreadable_subscriber_is_held_back_and_the_rest_still_go_out(
         store: SqlStore, smtp_server: RecordingSmtpServer, caplog: pytest.LogCaptureFixture) -> None:
     from nurture.config import parse_smtp_url
-    from nurture.dispatcher import Dispatcher, DispatchPolicy
-    from nurture.ports import DeliveryStatus
-    from nurture.rendering import Brand
-    from nurture.tokens import LinkMaker, TokenSigner
-    from nurture.transports import SmtpTransport
+    from nurture.engine.dispatcher import Dispatcher, DispatchPolicy
+    from nurture.engine.ports import DeliveryStatus
+    from nurture.engine.tokens import LinkMaker, TokenSigner
+    from nurture.rendering.library import Brand
+    from nurture.smtp.transports import SmtpTransport
 
     crypto.configure(crypto.KeyRing([OLD]))
     _enroll(store, "lost-key@example.org")

@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import Engine, select
 
 from nurture.config import Settings
-from nurture.content import ContentHolder
+from nurture.content.library import ContentHolder
+from nurture.services.runtime import Runtime
 from nurture.store.models import Delivery, Enrollment
 from nurture.store.repository import SqlStore
 from nurture.store.stats import step_stats
 from nurture.web.app import create_app
 from nurture.web.settings import WebOptions
-from nurture.wiring import Runtime
 from tests.integration.test_web import EMAIL, ROOT, SECRET, Clock, Web
 
 API_KEY = "events-api-key-0123456789abcdef"

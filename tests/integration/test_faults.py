@@ -36,10 +36,11 @@ from sqlalchemy.engine import make_url
 
 from nurture.clock import utcnow
 from nurture.config import parse_smtp_url
-from nurture.content import ContentHolder
-from nurture.dispatcher import Dispatcher, DispatchPolicy, message_id_for, retry_delay
-from nurture.enrollment import enroll, make_person
-from nurture.ports import (
+from nurture.content.library import ContentHolder
+from nurture.domain.people import make_person
+from nurture.engine.dispatcher import Dispatcher, DispatchPolicy, message_id_for, retry_delay
+from nurture.engine.enrollment import enroll
+from nurture.engine.ports import (
     ClaimedDelivery,
     ConsentRecord,
     DeliveryStatus,
@@ -51,13 +52,13 @@ from nurture.ports import (
     SubscriberStatus,
     Transport,
 )
-from nurture.rendering import Brand
+from nurture.engine.throttle import CircuitBreaker, Throttle
+from nurture.engine.tokens import LinkMaker, TokenSigner
+from nurture.rendering.library import Brand
+from nurture.smtp.transports import SmtpTransport
 from nurture.store.accounts import AccountStore
 from nurture.store.models import Delivery, Subscriber
 from nurture.store.repository import SqlStore
-from nurture.throttle import CircuitBreaker, Throttle
-from nurture.tokens import LinkMaker, TokenSigner
-from nurture.transports import SmtpTransport
 from tests.support.smtp import ReceivedMessage, RecordingSmtpServer, SilentServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -755,7 +756,7 @@ def test_breaker_stops_hammering_a_failing_relay_and_logs_once(
     dispatcher = make_dispatcher(store, content, transport, throttle=Throttle(breaker=breaker))
     smtp_server.stop()
 
-    with caplog.at_level(logging.WARNING, logger="nurture.throttle"):
+    with caplog.at_level(logging.WARNING, logger="nurture.engine.throttle"):
         for _ in range(8):  # every 2 minutes, so the deferred row is due again each time
             dispatcher.run(now)
             now += timedelta(minutes=2)

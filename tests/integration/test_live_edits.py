@@ -11,15 +11,16 @@ from typing import Any
 import pytest
 
 from nurture.config import parse_smtp_url
-from nurture.content import ContentHolder
-from nurture.dispatcher import Dispatcher, DispatchPolicy
-from nurture.enrollment import enroll, make_person
-from nurture.ports import ConsentRecord
-from nurture.rendering import Brand
+from nurture.content.library import ContentHolder
+from nurture.domain.people import make_person
+from nurture.engine.dispatcher import Dispatcher, DispatchPolicy
+from nurture.engine.enrollment import enroll
+from nurture.engine.ports import ConsentRecord
+from nurture.engine.tokens import LinkMaker, TokenSigner
+from nurture.rendering.library import Brand
+from nurture.smtp.transports import SmtpTransport
 from nurture.store.content_versions import content_versions, record_content_version
 from nurture.store.repository import SqlStore
-from nurture.tokens import LinkMaker, TokenSigner
-from nurture.transports import SmtpTransport
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # Monday 10:00 in London, inside the window

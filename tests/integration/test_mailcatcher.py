@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from nurture.mailcatcher import CONTENT_SECURITY_POLICY, MailCatcher
+from nurture.smtp.mailcatcher import CONTENT_SECURITY_POLICY, MailCatcher
 
 SCRIPT = "<script>alert('pwned')</script>"
 
@@ -154,7 +154,7 @@ def test_empty_outbox_page(catcher: MailCatcher) -> None:
 def test_run_mailcatcher_stops_on_sigterm(tmp_path: Path) -> None:
     program = (
         "import sys\n"
-        "from nurture.mailcatcher import run_mailcatcher\n"
+        "from nurture.smtp.mailcatcher import run_mailcatcher\n"
         "run_mailcatcher(sys.argv[1], 0, 0, on_ready=lambda c: print(c.smtp_port, c.http_port,"
         " flush=True))\n"
         "print('stopped', flush=True)\n"

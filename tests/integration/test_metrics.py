@@ -11,9 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
 from nurture.config import parse_smtp_url
-from nurture.metrics import MeteredTransport, SchedulerMetrics
-from nurture.ports import OutgoingMessage
-from nurture.transports import SmtpTransport
+from nurture.engine.ports import OutgoingMessage
+from nurture.services.metrics import MeteredTransport, SchedulerMetrics
+from nurture.smtp.transports import SmtpTransport
 from tests.integration.test_web import T0, Web, build_web
 
 
@@ -66,11 +66,11 @@ def test_signed_feedback_webhook_suppresses_and_refuses_forgeries(
     import json
     from dataclasses import replace
 
-    from nurture.bounces import sign_webhook
+    from nurture.engine.bounces import sign_webhook
+    from nurture.services.runtime import Runtime
     from nurture.store.repository import SqlStore
     from nurture.web.app import create_app
     from nurture.web.settings import WebOptions
-    from nurture.wiring import Runtime
 
     secret = "feedback-secret-0123456789abcdef"
     harness = build_web(database_url, engine, tmp_path)

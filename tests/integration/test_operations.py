@@ -12,17 +12,18 @@ import pytest
 from sqlalchemy import Engine, select, update
 
 from nurture.config import parse_smtp_url
-from nurture.content import ContentHolder
-from nurture.dispatcher import Dispatcher
-from nurture.enrollment import enroll, make_person
+from nurture.content.library import ContentHolder
+from nurture.domain.people import make_person
+from nurture.engine.dispatcher import Dispatcher
+from nurture.engine.enrollment import enroll
+from nurture.engine.ports import ConsentRecord
+from nurture.engine.tokens import LinkMaker, TokenSigner
 from nurture.logs import JsonFormatter
-from nurture.ports import ConsentRecord
-from nurture.rendering import Brand
+from nurture.rendering.library import Brand
+from nurture.smtp.transports import SmtpTransport
 from nurture.store.models import Base, Delivery, Subscriber, address_hash, suppression_table
 from nurture.store.operations import beat, heartbeats, mark_stopped, purge_departed, queue_health
 from nurture.store.repository import SqlStore
-from nurture.tokens import LinkMaker, TokenSigner
-from nurture.transports import SmtpTransport
 from tests.support.cli import nurture
 
 ROOT = Path(__file__).resolve().parents[2]

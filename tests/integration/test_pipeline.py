@@ -14,16 +14,17 @@ import pytest
 from sqlalchemy import update
 
 from nurture.config import parse_smtp_url
-from nurture.content import ContentHolder
-from nurture.dispatcher import SEND_AHEAD_LIMIT, Dispatcher, DispatchPolicy, message_id_for
-from nurture.enrollment import enroll, make_person
-from nurture.ports import ConsentRecord, Transport
-from nurture.relay_process import ProcessTransport
-from nurture.rendering import Brand
+from nurture.content.library import ContentHolder
+from nurture.domain.people import make_person
+from nurture.engine.dispatcher import SEND_AHEAD_LIMIT, Dispatcher, DispatchPolicy, message_id_for
+from nurture.engine.enrollment import enroll
+from nurture.engine.ports import ConsentRecord, Transport
+from nurture.engine.tokens import LinkMaker, TokenSigner
+from nurture.rendering.library import Brand
+from nurture.smtp.relay_process import ProcessTransport
+from nurture.smtp.transports import SmtpTransport
 from nurture.store.models import Subscriber
 from nurture.store.repository import SqlStore
-from nurture.tokens import LinkMaker, TokenSigner
-from nurture.transports import SmtpTransport
 
 ROOT = Path(__file__).resolve().parents[2]
 # A Monday, 10:00 in London (GMT in winter), inside the sample's 09:00-20:00 window.
@@ -314,7 +315,7 @@ def test_a_run_claims_the_next_batch_while_the_relay_still_has_messages(
     watcher = ClaimWatcher(store, relay)
     dispatcher = make_dispatcher(watcher, content, relay, batch_size=5)
     try:
-        with caplog.at_level("INFO", logger="nurture.dispatcher"):
+        with caplog.at_level("INFO", logger="nurture.engine.dispatcher"):
             report = dispatcher.run(T0)
     finally:
         relay.close()

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from nurture.config import parse_smtp_url
-from nurture.ports import OutgoingMessage, PipelinedTransport, SendErrorKind, SendResult
-from nurture.relay_process import REPLY_BATCH, ProcessTransport
+from nurture.engine.ports import OutgoingMessage, PipelinedTransport, SendErrorKind, SendResult
+from nurture.smtp.relay_process import REPLY_BATCH, ProcessTransport
 from tests.support.smtp import RecordingSmtpServer
 
 

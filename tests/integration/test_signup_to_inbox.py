@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import Engine
 
 from nurture.config import parse_smtp_url
-from nurture.dispatcher import Dispatcher, DispatchPolicy
-from nurture.rendering import Brand
+from nurture.engine.dispatcher import Dispatcher, DispatchPolicy
+from nurture.engine.tokens import LinkMaker, TokenSigner
+from nurture.rendering.library import Brand
+from nurture.smtp.transports import SmtpTransport
 from nurture.store.repository import SqlStore
-from nurture.tokens import LinkMaker, TokenSigner
-from nurture.transports import SmtpTransport
 from tests.integration.test_web import EMAIL, SECRET, T0, Web, build_web
 
 LINK = re.compile(r"http://testserver/[a-z]+/[A-Za-z0-9_.\-]+")

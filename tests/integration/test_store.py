@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
-from nurture.ports import (
+from nurture.engine.ports import (
     ConsentRecord,
     DeliveryKind,
     DeliveryStatus,

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from nurture.config import parse_smtp_url
-from nurture.ports import OutgoingMessage, SendErrorKind
-from nurture.transports import MAX_REPLY_CHARS, SmtpTransport, transport_from_settings
+from nurture.engine.ports import OutgoingMessage, SendErrorKind
+from nurture.smtp.factory import transport_from_settings
+from nurture.smtp.transports import MAX_REPLY_CHARS, SmtpTransport
 from tests.support.smtp import RecordingSmtpServer, SilentServer
 
 SENDER = "hello@nurture.test"

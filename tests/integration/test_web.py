@@ -25,11 +25,13 @@ from fastapi import FastAPI
 from sqlalchemy import Engine, func, insert, select, update
 
 from nurture.config import Settings
-from nurture.content import ContentHolder
-from nurture.model import Condition, Profile
-from nurture.ports import SubscriberStatus
-from nurture.problems import ContentInvalid
-from nurture.selection import Selection, SelectionRule, load_selection, load_selection_file
+from nurture.content.library import ContentHolder
+from nurture.content.selection import Selection, SelectionRule, load_selection, load_selection_file
+from nurture.domain.model import Condition, Profile
+from nurture.domain.problems import ContentInvalid
+from nurture.engine.ports import SubscriberStatus
+from nurture.engine.tokens import TokenSigner
+from nurture.services.runtime import Runtime
 from nurture.store.accounts import AccountStore
 from nurture.store.database import make_engine
 from nurture.store.models import (
@@ -42,12 +44,10 @@ from nurture.store.models import (
     suppression_table,
 )
 from nurture.store.repository import SqlStore
-from nurture.tokens import TokenSigner
 from nurture.web.app import FALLBACK_CRISIS, create_app, load_crisis
 from nurture.web.forms import CONSENT_TEXT_SHA256
 from nurture.web.security import CONTENT_SECURITY_POLICY
 from nurture.web.settings import WebOptions
-from nurture.wiring import Runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 # A Monday, 10:00 in London (GMT in March before the clocks change): inside the send window.

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
+from nurture.engine.tokens import TokenSigner
 from nurture.store.models import ConsentEvent, Subscriber
-from nurture.tokens import TokenSigner
 from nurture.web.security import CONTENT_SECURITY_POLICY
 from nurture.web.settings import WebOptions
 from tests.integration.test_web import (

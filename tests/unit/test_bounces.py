@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nurture.bounces import (
+from nurture.engine.bounces import (
     FeedbackEvent,
     FeedbackKind,
     apply_feedback,
@@ -23,7 +23,7 @@ from nurture.bounces import (
     sign_webhook,
     verify_webhook_signature,
 )
-from nurture.ports import SubscriberStatus
+from nurture.engine.ports import SubscriberStatus
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bounces"
 NOW = datetime(2026, 3, 6, 12, 0, tzinfo=UTC)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from nurture.content_rules import (
+from nurture.content.rules import (
     StepReadability,
     body_text,
     check_rules,
@@ -17,10 +17,10 @@ from nurture.content_rules import (
     readability_report,
     syllables,
 )
-from nurture.model import Sequence
-from nurture.problems import ContentProblem, Severity
-from nurture.rendering import TEXT_LAYOUT, TemplateLibrary
-from nurture.sequences import load_sequence_file
+from nurture.content.sequences import load_sequence_file
+from nurture.domain.model import Sequence
+from nurture.domain.problems import ContentProblem, Severity
+from nurture.rendering.library import TEXT_LAYOUT, TemplateLibrary
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 SENTENCES = "This is a short note. It has a few plain words. We hope you like it."

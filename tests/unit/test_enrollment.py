@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from nurture.enrollment import (
+from nurture.domain.people import (
     PersonInvalid,
     check_time_zone,
     clean_first_name,
     make_person,
     normalize_email,
-    read_people_csv,
 )
+from nurture.engine.enrollment import read_people_csv
 
 
 def test_addresses_are_normalized_to_one_form() -> None:

@@ -20,18 +20,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nurture.content import check_content, load_content
-from nurture.content_rules import (
+from nurture.content.library import check_content, load_content
+from nurture.content.rules import (
     DEFAULT_REVEALING_WORDS,
     body_text,
     check_rules,
     flesch_reading_ease,
     readability_report,
 )
-from nurture.model import Profile, Sequence, Step
-from nurture.reasons import KNOWN_REASONS
-from nurture.rendering import Brand, Links, Recipient, RenderedEmail, TemplateLibrary
-from nurture.sequences import load_sequence_file
+from nurture.content.sequences import load_sequence_file
+from nurture.domain.model import Profile, Sequence, Step
+from nurture.domain.reasons import KNOWN_REASONS
+from nurture.rendering.library import Brand, Links, Recipient, RenderedEmail, TemplateLibrary
 
 ROOT = Path(__file__).resolve().parents[2]
 SEQUENCES_DIR = ROOT / "sequences"

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
 
-from nurture.model import ANY_TIME, Condition, Profile, SendWindow, Sequence, Step
-from nurture.planner import (
+from nurture.domain.model import ANY_TIME, Condition, Profile, SendWindow, Sequence, Step
+from nurture.engine.planner import (
     DelayError,
     Plan,
     Skip,
@@ -19,7 +19,7 @@ from nurture.planner import (
     plan_next,
     timeline,
 )
-from nurture.ports import NextDelivery
+from nurture.engine.ports import NextDelivery
 
 NEW_YORK = "America/New_York"
 LONDON = "Europe/London"

@@ -14,9 +14,9 @@ from pathlib import Path
 import premailer
 import pytest
 
-from nurture.model import Profile, Sequence, Step
-from nurture.reasons import KNOWN_REASONS
-from nurture.rendering import (
+from nurture.domain.model import Profile, Sequence, Step
+from nurture.domain.reasons import KNOWN_REASONS
+from nurture.rendering.library import (
     HTML_LAYOUT,
     PREMAILER_OPTIONS,
     TEXT_LAYOUT,
@@ -702,7 +702,11 @@ def test_only_cr_and_lf_break_lines_in_the_assembled_message(separator: str) -> 
 def test_uri_values_left_unescaped_are_the_ones_libxml2_leaves_alone() -> None:
     import random
 
-    from nurture.rendering import _URI_UNCHANGED, _escape_uri_attribute, _escape_uri_attribute_by_libxml2
+    from nurture.rendering.library import (
+        _URI_UNCHANGED,
+        _escape_uri_attribute,
+        _escape_uri_attribute_by_libxml2,
+    )
 
     alphabet = "ABCXYZabcxyz0189._~:/?#@!$()*+,;=%-"
     assert _URI_UNCHANGED.fullmatch(alphabet)
@@ -719,7 +723,7 @@ def test_single_spaced_wrapping_matches_textwrap() -> None:
     import random
     import textwrap
 
-    from nurture.rendering import TEXT_WIDTH, _wrap_line
+    from nurture.rendering.library import TEXT_WIDTH, _wrap_line
 
     chance = random.Random(11)
     words = ["a", "to", "the", "partner", "therapy", "https://example.org/" + "x" * 70, "é", "—",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nurture.dispatcher import SEND_AHEAD_LIMIT, _Pace
+from nurture.engine.dispatcher import SEND_AHEAD_LIMIT, _Pace
 
 
 def test_one_ahead_until_the_relay_pace_is_known() -> None:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nurture.ports import OutgoingMessage
-from nurture.smtp_session import _quoted, prepare
+from nurture.engine.ports import OutgoingMessage
+from nurture.smtp.session import _quoted, prepare
 
 ADDRESSES = [
     "ada@example.test", "a.b+c-d_e@sub.example.org", "O'Neil@example.test", "ünïcode@exämple.test",

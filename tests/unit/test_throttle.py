@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from nurture.throttle import (
+from nurture.engine.throttle import (
     MAX_NAP_SECONDS,
     BreakerState,
     CircuitBreaker,
@@ -161,7 +161,7 @@ def test_breaker_opens_after_consecutive_failures_and_logs_once(
 ) -> None:
     clock = FakeClock()
     breaker = CircuitBreaker(failures=3, cooldown=30, max_cooldown=100, clock=clock)
-    with caplog.at_level(logging.INFO, logger="nurture.throttle"):
+    with caplog.at_level(logging.INFO, logger="nurture.engine.throttle"):
         breaker.record_failure()
         breaker.record_failure()
         breaker.record_success()  # a success in between: the count starts again

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from nurture.tokens import TokenInvalid, TokenSigner
+from nurture.engine.tokens import TokenInvalid, TokenSigner
 
 SECRET = "k" * 32
 

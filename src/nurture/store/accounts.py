@@ -16,8 +16,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from nurture.model import Profile
-from nurture.ports import (
+from nurture.domain.model import Profile
+from nurture.engine.ports import (
     ConsentRecord,
     DeliveryKind,
     DeliveryStatus,

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
-from nurture.ports import DeliveryStatus, EnrollmentStatus
+from nurture.engine.ports import DeliveryStatus, EnrollmentStatus
 from nurture.store.models import delivery_table, enrollment_table
 
 _OPEN = (EnrollmentStatus.ACTIVE.value, EnrollmentStatus.PAUSED.value)

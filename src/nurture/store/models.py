@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from nurture.ports import DeliveryStatus, EnrollmentStatus, SubscriberStatus
+from nurture.engine.ports import DeliveryStatus, EnrollmentStatus, SubscriberStatus
 from nurture.store.crypto import EncryptedList, EncryptedText
 from nurture.store.types import UTCDateTime
 

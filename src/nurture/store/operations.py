@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from nurture.ports import DeliveryStatus, SubscriberStatus
+from nurture.engine.ports import DeliveryStatus, SubscriberStatus
 from nurture.store.models import (
     Delivery,
     SchedulerHeartbeat,

@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql import Executable
 
-from nurture.ports import (
+from nurture.engine.ports import (
     ClaimedDelivery,
     DeliveryKind,
     DeliveryStatus,

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from nurture.ports import DeliveryKind, EnrollmentStatus
+from nurture.engine.ports import DeliveryKind, EnrollmentStatus
 from nurture.store.models import Delivery, Enrollment
 
 DELIVERY_COLUMNS = ("queued", "sent", "failed", "bounced", "skipped")

@@ -24,30 +24,30 @@ from starlette.datastructures import ImmutableMultiDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
-from nurture.cli_marketing import render_step
+from nurture.cli.marketing import render_step
 from nurture.config import Settings
-from nurture.content import Content
-from nurture.enrollment import (
+from nurture.content.library import Content
+from nurture.content.personas import Persona
+from nurture.domain.model import WEEKDAY_NAMES, Profile, Sequence, Step
+from nurture.domain.people import (
     PersonInvalid,
     check_hesitations,
     check_time_zone,
     clean_first_name,
     normalize_email,
 )
-from nurture.model import WEEKDAY_NAMES, Profile, Sequence, Step
-from nurture.personas import Persona
-from nurture.planner import TimelineEntry, timeline
-from nurture.ports import DeliveryStatus, OutgoingMessage, SendResult
-from nurture.reasons import KNOWN_REASONS, REASONS
+from nurture.domain.reasons import KNOWN_REASONS, REASONS
+from nurture.engine.planner import TimelineEntry, timeline
+from nurture.engine.ports import DeliveryStatus, OutgoingMessage, SendResult
+from nurture.services.runtime import Runtime
+from nurture.smtp.factory import transport_from_settings
 from nurture.store.models import Delivery, Enrollment, Subscriber
 from nurture.store.stats import DELIVERY_COLUMNS, StepStats, step_stats
-from nurture.transports import transport_from_settings
 from nurture.web.admin_auth import AdminAuth, AdminBusy, AdminOptions
 from nurture.web.charts import FunnelStage, funnel_svg, percent_of
 from nurture.web.forms import LOCALES
 from nurture.web.pages import Pages
 from nurture.web.security import CSRF_FIELD, CsrfGuard, SlidingWindowLimiter
-from nurture.wiring import Runtime
 
 log = logging.getLogger(__name__)
 

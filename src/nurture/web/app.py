@@ -29,17 +29,19 @@ from starlette.staticfiles import StaticFiles
 
 from nurture.clock import utcnow
 from nurture.config import DEFAULT_SECRET_KEY, Environment, Settings, SettingsError
-from nurture.content import ContentHolder, UnknownSequence
-from nurture.enrollment import Person, new_enrollment
-from nurture.events import CONSULT_BOOKED, record_event
-from nurture.ports import ConsentRecord, NewEnrollment, SubscriberStatus
-from nurture.problems import ContentInvalid
-from nurture.reasons import REASONS
-from nurture.rendering import CrisisInfo, LocaleError, parse_crisis
-from nurture.selection import SELECTION_FILE, Selection, load_selection, load_selection_file
+from nurture.content.library import ContentHolder, UnknownSequence
+from nurture.content.selection import SELECTION_FILE, Selection, load_selection, load_selection_file
+from nurture.domain.people import Person
+from nurture.domain.problems import ContentInvalid
+from nurture.domain.reasons import REASONS
+from nurture.engine.enrollment import new_enrollment
+from nurture.engine.ports import ConsentRecord, NewEnrollment, SubscriberStatus
+from nurture.engine.tokens import TokenExpired, TokenInvalid, TokenSigner
+from nurture.rendering.library import CrisisInfo, LocaleError, parse_crisis
+from nurture.services.events import CONSULT_BOOKED, record_event
+from nurture.services.runtime import Runtime, runtime_from
 from nurture.store.accounts import Account, AccountStore, ConfirmOutcome, PendingSignup
 from nurture.store.models import address_hash
-from nurture.tokens import TokenExpired, TokenInvalid, TokenSigner
 from nurture.web.admin import admin_router
 from nurture.web.admin_auth import AdminOptions
 from nurture.web.forms import (
@@ -71,7 +73,6 @@ from nurture.web.security import (
     SlidingWindowLimiter,
 )
 from nurture.web.settings import WebOptions
-from nurture.wiring import Runtime, runtime_from
 
 log = logging.getLogger(__name__)
 

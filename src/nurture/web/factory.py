@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from nurture.config import load_settings
+from nurture.services.runtime import configure_data_keys
 from nurture.web.app import create_app
-from nurture.wiring import configure_data_keys
 
 
 def app_from_environment() -> FastAPI:

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import FormData
 
-from nurture.enrollment import (
+from nurture.domain.people import (
     MAX_EMAIL_LENGTH,
     MAX_NAME_LENGTH,
     Person,
@@ -23,7 +23,7 @@ from nurture.enrollment import (
     clean_first_name,
     normalize_email,
 )
-from nurture.reasons import REASONS
+from nurture.domain.reasons import REASONS
 
 # The exact words shown next to the consent checkbox. Changing them means a new form version
 # (WebOptions.form_version): each consent record stores the sha256 of the text the person saw.

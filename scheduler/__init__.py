@@ -1,0 +1,1 @@
+"""The scheduler service: APScheduler as a clock for the dispatch, lease, content and housekeeping jobs."""

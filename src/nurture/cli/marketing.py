@@ -1,0 +1,269 @@
+"""Marketers' commands: preview, timeline, send-test and stats."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import html
+import json
+import sys
+import uuid
+from datetime import datetime
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+
+from nurture.clock import parse_instant, utcnow
+from nurture.config import Settings
+from nurture.content.library import Content, load_content
+from nurture.content.personas import Persona, PersonaInvalid, parse_persona
+from nurture.domain.model import Sequence, Step
+from nurture.engine.ports import OutgoingMessage
+from nurture.engine.tokens import LinkMaker
+from nurture.rendering.library import Recipient, build_message
+
+
+class MarketingError(Exception):
+    """A problem with the arguments of a marketer's command, printed as one line."""
+
+
+def _write(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _content(settings: Settings) -> Content:
+    return load_content(settings.sequences_dir, settings.templates_dir)
+
+
+def _persona(args: argparse.Namespace) -> Persona:
+    try:
+        return parse_persona(args.persona, discreet=args.discreet, locale=args.locale,
+                             time_zone=getattr(args, "time_zone", None))
+    except PersonaInvalid as error:
+        raise MarketingError(str(error)) from None
+
+
+def _steps(sequence: Sequence, key: str | None) -> list[Step]:
+    if key is None:
+        return list(sequence.steps)
+    step = sequence.step(key)
+    if step is None:
+        known = ", ".join(s.key for s in sequence.steps)
+        raise MarketingError(f"sequence '{sequence.key}' has no step '{key}' (steps: {known})")
+    return [step]
+
+
+def _preview_links(settings: Settings) -> LinkMaker:
+    from nurture.services.runtime import links_from
+
+    return links_from(settings)
+
+
+def render_step(settings: Settings, content: Content, sequence: Sequence, step: Step,
+                persona: Persona, *, to: str, now: datetime,
+                subject_prefix: str = "") -> tuple[bytes, str, str, str]:
+    """(raw message, subject, html, text) for a made-up subscriber; no database involved."""
+    from dataclasses import replace
+
+    from nurture.services.runtime import brand_from
+
+    links = _preview_links(settings).for_subscriber(uuid.UUID(int=0))
+    rendered = content.library.render(sequence, step, Recipient(to, persona.first_name,
+                                                                 persona.profile),
+                                      links, brand_from(settings))
+    if subject_prefix:
+        rendered = replace(rendered, subject=subject_prefix + rendered.subject)
+    message_id = f"<preview.{sequence.key}.{step.key}.{uuid.uuid4().hex}@{settings.sender_domain}>"
+    data = build_message(rendered, to=to, message_id=message_id, links=links, date=now,
+                         extra_headers={"X-Nurture-Test": "yes"} if subject_prefix else {})
+    return data, rendered.subject, rendered.html, rendered.text
+
+
+def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
+    content = _content(settings)
+    sequence = content.sequence(args.sequence)
+    persona = _persona(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for step in _steps(sequence, args.step):
+        if step.when is not None and not step.when.matches(persona.profile):
+            rows.append((step.key, "(skipped for this persona: " + step.when.describe() + ")"))
+            _write(f"{step.key}: skipped for this persona ({step.when.describe()})")
+            continue
+        data, subject, body_html, text = render_step(settings, content, sequence, step, persona,
+                                                     to=persona.email, now=utcnow())
+        (out / f"{step.key}.html").write_text(body_html, encoding="utf-8")
+        (out / f"{step.key}.txt").write_text(text, encoding="utf-8")
+        (out / f"{step.key}.eml").write_bytes(data)
+        rows.append((step.key, subject))
+        _write(f"{step.key}: {subject}  ->  {out / step.key}.html|.txt|.eml")
+    items = "\n".join(
+        f'<li><a href="{html.escape(key)}.html">{html.escape(key)}</a>: {html.escape(subject)} '
+        f'(<a href="{html.escape(key)}.txt">text</a>, <a href="{html.escape(key)}.eml">.eml</a>)</li>'
+        for key, subject in rows)
+    (out / "index.html").write_text(
+        f"<!doctype html><meta charset=utf-8><title>{html.escape(sequence.name)}</title>"
+        f"<h1>{html.escape(sequence.name)}</h1><p>{html.escape(persona.label())}</p><ul>{items}</ul>",
+        encoding="utf-8")
+    if args.serve:
+        _serve(out, args.port)
+    return 0
+
+
+def _serve(directory: Path, port: int) -> None:
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(directory))
+    with ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+        _write(f"previews at http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C to stop)")
+        with contextlib.suppress(KeyboardInterrupt):
+            server.serve_forever()
+
+
+def cmd_timeline(settings: Settings, args: argparse.Namespace) -> int:
+    from nurture.engine.planner import timeline
+
+    content = _content(settings)
+    sequence = content.sequence(args.sequence)
+    persona = _persona(args)
+    start = args.start
+    if start.tzinfo is None:
+        from zoneinfo import ZoneInfo
+
+        start = start.replace(tzinfo=ZoneInfo(persona.profile.time_zone))
+    entries = timeline(sequence, persona.profile, start=start)
+    rows: list[dict[str, Any]] = []
+    start_offset = start.astimezone(
+        __import__("zoneinfo").ZoneInfo(persona.profile.time_zone)).utcoffset()
+    for entry in entries:
+        notes = []
+        if entry.skipped_reason:
+            notes.append("skipped: " + entry.skipped_reason)
+        if entry.moved_by_window:
+            notes.append("moved into the send window")
+        offset = entry.due_at_local.utcoffset()
+        if offset != start_offset:
+            notes.append(f"DST: UTC offset {entry.due_at_local.strftime('%z')} "
+                         "differs from the start")
+        rows.append({"step": entry.step_key,
+                     "local": entry.due_at_local.strftime("%a %Y-%m-%d %H:%M %Z"),
+                     "utc": entry.due_at_utc.strftime("%Y-%m-%d %H:%M UTC"),
+                     "sent": entry.skipped_reason is None, "note": "; ".join(notes)})
+    if args.json:
+        _write(json.dumps(rows, indent=2))
+        return 0
+    _write(f"{sequence.name} for {persona.label()} in {persona.profile.time_zone}, "
+           f"starting {start.isoformat()}")
+    width = max((len(r["step"]) for r in rows), default=4)
+    for row in rows:
+        local = row["local"] if row["sent"] else "-"
+        _write(f"  {row['step']:<{width}}  {local:<26} {row['utc'] if row['sent'] else '':<21} "
+               f"{row['note']}")
+    return 0
+
+
+def cmd_send_test(settings: Settings, args: argparse.Namespace) -> int:
+    from nurture.domain.people import PersonInvalid, normalize_email
+    from nurture.smtp.factory import transport_from_settings
+
+    try:
+        to = normalize_email(args.to)
+    except PersonInvalid as error:
+        raise MarketingError(str(error)) from None
+    content = _content(settings)
+    sequence = content.sequence(args.sequence)
+    [step] = _steps(sequence, args.step)
+    persona = _persona(args)
+    data, subject, _, _ = render_step(settings, content, sequence, step, persona, to=to,
+                                      now=utcnow(), subject_prefix="[TEST] ")
+    transport = transport_from_settings(settings)
+    try:
+        result = transport.send(OutgoingMessage(envelope_from=parseaddr(settings.sender)[1],
+                                                recipients=(to,), data=data))
+    finally:
+        transport.close()
+    if not result.ok:
+        raise MarketingError(f"the SMTP server refused the test email: {result.code} "
+                             f"{result.message}")
+    _write(f"sent test email '{subject}' ({len(data)} bytes); it is not recorded in the results")
+    return 0
+
+
+def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
+    from nurture.store.database import ensure_migrated, make_engine
+    from nurture.store.stats import DELIVERY_COLUMNS, ordered, step_stats
+
+    engine = make_engine(settings.database_url)
+    ensure_migrated(engine)
+    content = _content(settings)
+    if args.sequence:
+        content.sequence(args.sequence)
+    order = {key: [s.key for s in seq.steps] for key, seq in content.sequences.items()}
+    since = parse_instant(args.since) if args.since else None
+    rows = ordered(step_stats(engine, sequence=args.sequence, since=since), order)
+    if args.json:
+        _write(json.dumps([r.as_dict() for r in rows], indent=2))
+        return 0
+    headers = ["sequence", "step", *DELIVERY_COLUMNS, "unsubscribed", "paused", "converted"]
+    table = [[r.sequence, r.step, *(str(r.counts.get(c, 0)) for c in DELIVERY_COLUMNS),
+              str(r.unsubscribed_after), str(r.paused_after), str(r.converted_after)]
+             for r in rows]
+    widths = [max(len(h), *(len(row[i]) for row in table)) if table else len(h)
+              for i, h in enumerate(headers)]
+    _write("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    for row in table:
+        _write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    if not table:
+        _write("(no deliveries yet)")
+    return 0
+
+
+def _persona_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--persona", action="append", metavar="KEY=VALUE",
+                        help="reasons=stigma,fear_of_blame name=Asha locale=en-IN discreet=true")
+    parser.add_argument("--discreet", action="store_true", help="preview discreet mode")
+    parser.add_argument("--locale", help="e.g. en-IN")
+
+
+def register(commands: Any) -> None:
+    preview = commands.add_parser("preview", help="render each step to HTML, text and .eml files")
+    preview.add_argument("sequence")
+    preview.add_argument("step", nargs="?")
+    _persona_options(preview)
+    preview.add_argument("--out", default="var/preview", help="folder for the files")
+    preview.add_argument("--serve", action="store_true", help="serve the folder on localhost")
+    preview.add_argument("--port", type=int, default=8030)
+    preview.set_defaults(handler=cmd_preview)
+
+    timeline = commands.add_parser("timeline", help="when each step would go out for a persona")
+    timeline.add_argument("sequence")
+    _persona_options(timeline)
+    timeline.add_argument("--start", required=True, type=_local_instant,
+                          help="enrollment time, e.g. 2026-03-06T20:00 (local to --time-zone)")
+    timeline.add_argument("--time-zone", help="IANA zone, e.g. America/New_York")
+    timeline.add_argument("--json", action="store_true")
+    timeline.set_defaults(handler=cmd_timeline)
+
+    send_test = commands.add_parser("send-test", help="send one step to an address, marked as a "
+                                    "test and left out of the results")
+    send_test.add_argument("sequence")
+    send_test.add_argument("step")
+    send_test.add_argument("--to", required=True)
+    _persona_options(send_test)
+    send_test.set_defaults(handler=cmd_send_test)
+
+    stats = commands.add_parser("stats", help="per-step results")
+    stats.add_argument("sequence", nargs="?")
+    stats.add_argument("--since", help="only enrollments and deliveries since this date")
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(handler=cmd_stats)
+
+
+def _local_instant(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not an ISO 8601 time; write e.g. 2026-03-06T20:00") from None

@@ -1,0 +1,213 @@
+"""Operators' commands: `nurture config check` shows the effective settings with secrets masked."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from nurture.config import Settings
+
+# Variables read outside `Settings` by the part that uses them; `config check` shows them too and
+# a test keeps this list in step with the source.
+EXTRA_VARIABLES: dict[str, str] = {
+    "NURTURE_LOG_LEVEL": "log level of the services (INFO, WARNING, ...)",
+    "NURTURE_CONFIRM_MAX_AGE_SECONDS": "how long a confirmation link works (default 7 days)",
+    "NURTURE_RESEND_INTERVAL_SECONDS": "at most one confirmation email per address per interval",
+    "NURTURE_TRUSTED_PROXIES": "proxies whose X-Forwarded-For is believed (comma separated)",
+    "NURTURE_CORS_ORIGINS": "sites allowed to call the JSON signup API (comma separated)",
+    "NURTURE_SIGNUP_PER_IP_PER_HOUR": "signups per client address per hour, per web process",
+    "NURTURE_SIGNUP_PER_ADDRESS_PER_HOUR": "signups per email address per hour, per web process",
+    "NURTURE_RATE_PER_SECOND": "emails per second for the whole deployment (shared out)",
+    "NURTURE_RATE_PER_MINUTE": "emails per minute for the whole deployment (shared out)",
+    "NURTURE_SCHEDULER_PROCESSES": "how many scheduler processes share the rate limits",
+    "NURTURE_BREAKER_FAILURES": "consecutive relay failures that open the circuit breaker",
+    "NURTURE_BREAKER_COOLDOWN_SECONDS": "first pause before trying a failing relay again",
+    "NURTURE_BREAKER_MAX_COOLDOWN_SECONDS": "longest pause before trying a failing relay again",
+    "NURTURE_ADMIN_USERS": "admin logins: name:argon2-hash, comma separated",
+}
+SECRET_FIELDS = frozenset({"secret_key"})
+
+
+def known_variables() -> set[str]:
+    return {f"NURTURE_{name.upper()}" for name in Settings.model_fields} | set(EXTRA_VARIABLES)
+
+
+def _mask_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return value
+
+
+def masked_settings(settings: Settings) -> dict[str, str]:
+    shown: dict[str, str] = {}
+    for name in Settings.model_fields:
+        value: Any = getattr(settings, name)
+        text = str(value.value if hasattr(value, "value") else value)
+        if name in SECRET_FIELDS:
+            text = "***" if text else "(empty)"
+        elif name.endswith("_url") or name == "database_url":
+            text = _mask_url(text)
+        shown[f"NURTURE_{name.upper()}"] = text
+    for name in EXTRA_VARIABLES:
+        raw = os.environ.get(name)
+        if raw is None:
+            continue
+        shown[name] = "***" if name == "NURTURE_ADMIN_USERS" else raw
+    return shown
+
+
+def cmd_config_check(settings: Settings, args: Any) -> int:
+    for name, value in sorted(masked_settings(settings).items()):
+        sys.stdout.write(f"{name}={value}\n")
+    unknown = sorted(name for name in os.environ
+                     if name.startswith("NURTURE_") and name not in known_variables()
+                     and not name.startswith(("NURTURE_TEST_", "NURTURE_REQUIRE_", "NURTURE_UPDATE_")))
+    for name in unknown:
+        sys.stdout.write(f"warning: {name} is not a setting nurture knows; check its spelling\n")
+    sys.stdout.write(f"settings are valid ({settings.environment.value} mode)\n")
+    return 0
+
+
+def _age(now: datetime, moment: datetime | None) -> str:
+    if moment is None:
+        return "-"
+    seconds = int((now - moment).total_seconds())
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    return f"{seconds // 3600} h ago"
+
+
+def cmd_status(settings: Settings, args: Any) -> int:
+    from nurture.clock import utcnow
+    from nurture.store.database import ensure_migrated, make_engine
+    from nurture.store.operations import heartbeats, queue_health
+
+    engine = make_engine(settings.database_url)
+    ensure_migrated(engine)
+    now = utcnow()
+    health = queue_health(engine, now)
+    processes = heartbeats(engine)
+    if args.json:
+        sys.stdout.write(json.dumps({
+            "processes": [{"owner": p.owner, "last_tick_at": p.last_tick_at.isoformat(),
+                           "ticks": p.ticks, "sent": p.sent, "content_version": p.content_version,
+                           "stopped_at": p.stopped_at.isoformat() if p.stopped_at else None}
+                          for p in processes],
+            "due": health.due, "waiting": health.waiting,
+            "oldest_due_at": health.oldest_due_at.isoformat() if health.oldest_due_at else None,
+            "deliveries": health.by_status}, indent=2) + "\n")
+        return 0
+    sys.stdout.write("scheduler processes:\n")
+    for p in processes:
+        state = f"stopped {_age(now, p.stopped_at)}" if p.stopped_at else "running"
+        sys.stdout.write(f"  {p.owner}: {state}, last tick {_age(now, p.last_tick_at)}, "
+                         f"{p.ticks} ticks, {p.sent} sent, content {p.content_version}\n")
+    if not processes:
+        sys.stdout.write("  none has run yet\n")
+    sys.stdout.write(f"queue: {health.due} due now, {health.waiting} waiting in all; oldest due "
+                     f"{_age(now, health.oldest_due_at)}\n")
+    sys.stdout.write("deliveries: " + ", ".join(f"{k}={v}" for k, v in sorted(
+        health.by_status.items())) + "\n")
+    return 0
+
+
+def _subscriber_id(settings: Settings, email: str) -> tuple[Any, uuid.UUID]:
+    from sqlalchemy import select
+
+    from nurture.domain.people import PersonInvalid, normalize_email
+    from nurture.store.database import ensure_migrated, make_engine
+    from nurture.store.models import Subscriber
+
+    engine = make_engine(settings.database_url)
+    ensure_migrated(engine)
+    try:
+        address = normalize_email(email)
+    except PersonInvalid as error:
+        raise OperatorError(str(error)) from None
+    with engine.connect() as conn:
+        found = conn.execute(select(Subscriber.id).where(Subscriber.email == address)).scalar()
+    if found is None:
+        raise OperatorError("no subscriber has this address")
+    return engine, found
+
+
+def cmd_subscribers_export(settings: Settings, args: Any) -> int:
+    from nurture.store.accounts import AccountStore
+
+    engine, subscriber_id = _subscriber_id(settings, args.email)
+    data = AccountStore(engine).export(subscriber_id)
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    return 0
+
+
+def cmd_subscribers_erase(settings: Settings, args: Any) -> int:
+    from nurture.clock import utcnow
+    from nurture.store.accounts import AccountStore
+
+    engine, subscriber_id = _subscriber_id(settings, args.email)
+    if not args.yes:
+        raise OperatorError("erasing cannot be undone; add --yes to confirm")
+    AccountStore(engine).erase(subscriber_id, now=utcnow())
+    sys.stdout.write("erased: only a hash of the address remains, so nothing is sent to it again\n")
+    return 0
+
+
+def cmd_admin_hash_password(settings: Settings, args: Any) -> int:
+    import getpass
+
+    from nurture.web.admin_auth import hash_password
+
+    if sys.stdin.isatty():
+        first = getpass.getpass("password for the new admin: ")
+        if getpass.getpass("again: ") != first:
+            raise OperatorError("the two passwords differ")
+    else:
+        first = sys.stdin.readline().rstrip("\n")
+    try:
+        hashed = hash_password(first)
+    except ValueError as error:
+        raise OperatorError(str(error)) from None
+    sys.stdout.write(f"{args.name}:{hashed}\n")
+    sys.stderr.write("add this to NURTURE_ADMIN_USERS (comma-separated with any others)\n")
+    return 0
+
+
+class OperatorError(Exception):
+    """A problem with an operator's command, printed as one line."""
+
+
+def register(commands: Any) -> None:
+    status = commands.add_parser("status", help="scheduler processes, queue depth, oldest due")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=cmd_status)
+
+    admin = commands.add_parser("admin", help="admin users of the web app")
+    admin_actions = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
+    hashing = admin_actions.add_parser("hash-password", help="make a NURTURE_ADMIN_USERS entry "
+                                       "(reads the password from the terminal or stdin)")
+    hashing.add_argument("name")
+    hashing.set_defaults(handler=cmd_admin_hash_password)
+
+    subscribers = commands.add_parser("subscribers", help="one person's data")
+    people = subscribers.add_subparsers(dest="subscribers_command", required=True, metavar="ACTION")
+    export = people.add_parser("export", help="print everything stored about an address (JSON)")
+    export.add_argument("email")
+    export.set_defaults(handler=cmd_subscribers_export)
+    erase = people.add_parser("erase", help="delete a person's data; keep only a hashed suppression")
+    erase.add_argument("email")
+    erase.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+    erase.set_defaults(handler=cmd_subscribers_erase)
+
+    config = commands.add_parser("config", help="settings")
+    actions = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    actions.add_parser("check", help="print the effective settings (secrets masked); exit 2 on a "
+                       "bad one").set_defaults(handler=cmd_config_check)

@@ -1,0 +1,156 @@
+"""One loaded, validated version of the content (sequences/ and templates/), identified by a hash."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nurture.content.rules import check_rules
+from nurture.content.sequences import load_sequence_file
+from nurture.content.warnings import check_warnings
+from nurture.domain.model import Sequence
+from nurture.domain.problems import ContentInvalid, ContentProblem, Severity
+from nurture.rendering.library import TemplateLibrary
+
+# Files in sequences/ that configure sequences rather than define one.
+NOT_SEQUENCES = frozenset({"selection.yaml"})
+
+
+@dataclass(frozen=True)
+class Content:
+    version: str
+    sequences: Mapping[str, Sequence]
+    library: TemplateLibrary
+    files: tuple[str, ...]
+    warnings: tuple[ContentProblem, ...] = field(default=())
+
+    def sequence(self, key: str) -> Sequence:
+        try:
+            return self.sequences[key]
+        except KeyError:
+            known = ", ".join(sorted(self.sequences)) or "none"
+            raise UnknownSequence(f"there is no sequence '{key}' (known: {known})") from None
+
+
+class UnknownSequence(LookupError):
+    """A command named a sequence key that no file in sequences/ defines."""
+
+
+def content_files(sequences_dir: Path, templates_dir: Path) -> list[Path]:
+    files = [p for p in sorted(sequences_dir.glob("*.yaml")) if p.is_file()]
+    files += [p for p in sorted(templates_dir.rglob("*")) if p.is_file()]
+    return files
+
+
+def content_version(sequences_dir: Path, templates_dir: Path) -> tuple[str, tuple[str, ...]]:
+    """A short hash of every content file's name and bytes: equal content, equal version."""
+    digest = hashlib.sha256()
+    names = []
+    for path in content_files(sequences_dir, templates_dir):
+        name = path.as_posix()
+        names.append(name)
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16], tuple(names)
+
+
+def check_content(sequences_dir: Path, templates_dir: Path, *, rules: bool = True
+                  ) -> tuple[dict[str, Sequence], TemplateLibrary | None, list[ContentProblem]]:
+    """Every problem of every file, errors and warnings, without raising.
+
+    `rules` adds the content rules (footer, discreet words, booking, readability), which render
+    every step and so cost a second or two; validate and the scheduler's live reloads run them.
+    """
+    problems: list[ContentProblem] = []
+    if not sequences_dir.is_dir():
+        problems.append(ContentProblem(sequences_dir, 0, "the sequences folder does not exist",
+                                       "create it or set NURTURE_SEQUENCES_DIR"))
+    if not templates_dir.is_dir():
+        problems.append(ContentProblem(templates_dir, 0, "the templates folder does not exist",
+                                       "create it or set NURTURE_TEMPLATES_DIR"))
+    if problems:
+        return {}, None, problems
+    sequences: dict[str, Sequence] = {}
+    for path in sorted(sequences_dir.glob("*.yml")):
+        problems.append(ContentProblem(path, 0, "sequence files must end in .yaml",
+                                       f"rename it to {path.stem}.yaml"))
+    for path in sorted(sequences_dir.glob("*.yaml")):
+        if path.name in NOT_SEQUENCES:
+            continue
+        sequence, found = load_sequence_file(path)
+        problems.extend(found)
+        if sequence is not None:
+            sequences[sequence.key] = sequence
+    library = TemplateLibrary(templates_dir)
+    problems.extend(library.check_layouts())
+    for sequence in sequences.values():
+        for step in sequence.steps:
+            problems.extend(library.check_step(sequence, step))
+    problems.extend(check_warnings(sequences, templates_dir))
+    if rules and not any(p.severity is Severity.ERROR for p in problems):
+        problems.extend(check_rules(sequences, library))
+    for sequence in sequences.values():
+        for event, target in sequence.follow_ups:
+            if target not in sequences or target == "system":
+                problems.append(ContentProblem(sequence.source, 0, f"follow_up for {event} names "
+                                               f"'{target}', which is not a sequence",
+                                               f"create sequences/{target}.yaml or fix the key"))
+    return sequences, library, problems
+
+
+def load_content(sequences_dir: Path, templates_dir: Path, *, rules: bool = False) -> Content:
+    """Load and validate all content; any error refuses the whole version (ContentInvalid)."""
+    version, files = content_version(sequences_dir, templates_dir)
+    sequences, library, problems = check_content(sequences_dir, templates_dir, rules=rules)
+    errors = [p for p in problems if p.severity is Severity.ERROR]
+    if errors or library is None:
+        raise ContentInvalid(problems)
+    if not sequences:
+        raise ContentInvalid([ContentProblem(sequences_dir, 0, "there is no sequence",
+                                             "add a .yaml file; see sequences/sample.yaml")])
+    warnings = tuple(p for p in problems if p.severity is Severity.WARNING)
+    return Content(version=version, sequences=sequences, library=library, files=files,
+                   warnings=warnings)
+
+
+class ContentHolder:
+    """Keeps the last good content; a reload that fails validation is refused whole and logged."""
+
+    def __init__(self, sequences_dir: Path, templates_dir: Path, *, rules: bool = False) -> None:
+        self.sequences_dir = sequences_dir
+        self.templates_dir = templates_dir
+        self.rules = rules
+        self._current = load_content(sequences_dir, templates_dir, rules=rules)
+        self.last_refused: ContentInvalid | None = None
+
+    def __call__(self) -> Content:
+        return self._current
+
+    @property
+    def current(self) -> Content:
+        return self._current
+
+    def reload_if_changed(self) -> bool:
+        """Load the files again if their hash changed; True when a new version took over."""
+        import logging
+
+        log = logging.getLogger(__name__)
+        version, _ = content_version(self.sequences_dir, self.templates_dir)
+        if version == self._current.version:
+            return False
+        if self.last_refused is not None and getattr(self.last_refused, "version", None) == version:
+            return False
+        try:
+            content = load_content(self.sequences_dir, self.templates_dir, rules=self.rules)
+        except ContentInvalid as refused:
+            refused.version = version  # type: ignore[attr-defined]
+            self.last_refused = refused
+            for problem in refused.problems:
+                log.error("content refused", extra={"version": version, "problem": str(problem)})
+            return False
+        log.info("content loaded", extra={"version": content.version,
+                                          "previous": self._current.version})
+        self._current = content
+        self.last_refused = None
+        return True

@@ -1,0 +1,270 @@
+"""Loads sequence definitions from YAML into frozen types, reporting each problem with file:line and a fix."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from nurture.domain.model import WEEKDAY_NAMES, Condition, SendWindow, Sequence, Step
+from nurture.domain.problems import ContentProblem
+from nurture.domain.reasons import KNOWN_REASONS
+from nurture.engine.planner import DELAY_FORMS, DelayError, parse_delay
+
+KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+KNOWN_EXIT_EVENTS = frozenset({"consult_booked"})
+SEQUENCE_FIELDS = {"key", "name", "window", "exit_on", "follow_up", "steps", "description"}
+STEP_FIELDS = {
+    "key",
+    "delay",
+    "template",
+    "subject",
+    "preheader",
+    "discreet_subject",
+    "discreet_preheader",
+    "when",
+}
+CONDITION_FIELDS = {"hesitations_any", "hesitations_all", "hesitations_none", "discreet", "locale_in"}
+_HOURS = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
+
+
+@dataclass
+class NodeReader:
+    """Turns YAML nodes into values while collecting problems against one file (the sequence
+    files and sequences/selection.yaml)."""
+
+    path: Path
+    problems: list[ContentProblem]
+
+    def problem(self, node: Node | None, message: str, fix: str) -> None:
+        line = node.start_mark.line + 1 if node is not None else 0
+        self.problems.append(ContentProblem(self.path, line, message, fix))
+
+    def mapping(self, node: Node, what: str, allowed: set[str]) -> dict[str, tuple[Node, Node]]:
+        if not isinstance(node, MappingNode):
+            self.problem(node, f"{what} must be a mapping of `name: value` lines", f"write {what} as "
+                         "indented `name: value` lines")
+            return {}
+        result: dict[str, tuple[Node, Node]] = {}
+        for key_node, value_node in node.value:
+            name = str(key_node.value)
+            if name in result:
+                self.problem(key_node, f"'{name}' is given twice in {what}", "keep one of them")
+            elif name not in allowed:
+                self.problem(key_node, f"unknown field '{name}' in {what}",
+                             f"use one of: {', '.join(sorted(allowed))}")
+            result[name] = (key_node, value_node)
+        return result
+
+    def text(self, fields: dict[str, tuple[Node, Node]], name: str, what: str, *,
+             required: bool, parent: Node) -> str | None:
+        if name not in fields:
+            if required:
+                self.problem(parent, f"{what} has no '{name}'", f"add `{name}: ...` to {what}")
+            return None
+        node = fields[name][1]
+        if not isinstance(node, ScalarNode) or not str(node.value).strip():
+            self.problem(node, f"'{name}' in {what} must be a non-empty text", f"give `{name}` a value")
+            return None
+        return str(node.value)
+
+    def string_list(self, node: Node, what: str) -> list[tuple[str, Node]]:
+        if isinstance(node, ScalarNode):
+            return [(str(node.value), node)]
+        if not isinstance(node, SequenceNode):
+            self.problem(node, f"{what} must be a list", f"write {what} as [a, b]")
+            return []
+        items: list[tuple[str, Node]] = []
+        for item in node.value:
+            if not isinstance(item, ScalarNode):
+                self.problem(item, f"{what} must hold plain words", "remove the nested value")
+                continue
+            items.append((str(item.value), item))
+        return items
+
+
+def _read_window(reader: NodeReader, node: Node) -> SendWindow | None:
+    fields = reader.mapping(node, "the window", {"days", "hours"})
+    days: frozenset[int] = frozenset(range(7))
+    start, end = time(9, 0), time(20, 0)
+    ok = True
+    if "days" in fields:
+        chosen = set()
+        for name, item in reader.string_list(fields["days"][1], "window days"):
+            short = name.strip().lower()[:3]
+            if short not in WEEKDAY_NAMES:
+                reader.problem(item, f"'{name}' is not a day", "use mon, tue, wed, thu, fri, sat, sun")
+                ok = False
+            else:
+                chosen.add(WEEKDAY_NAMES.index(short))
+        if not chosen and ok:
+            reader.problem(fields["days"][1], "the window has no days", "list at least one day")
+            ok = False
+        days = frozenset(chosen)
+    if "hours" in fields:
+        hours_node = fields["hours"][1]
+        match = _HOURS.match(str(getattr(hours_node, "value", "")).strip())
+        if not match:
+            reader.problem(hours_node, "window hours must look like \"09:00-20:00\"",
+                           "write the start and end in 24-hour time, quoted")
+            return None
+        h1, m1, h2, m2 = (int(g) for g in match.groups())
+        if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2 != 0):
+            reader.problem(hours_node, "window hours are not valid times", "use 00:00 to 24:00")
+            return None
+        start = time(h1, m1)
+        end = time(23, 59, 59, 999999) if h2 == 24 else time(h2, m2)
+        if start >= end:
+            reader.problem(hours_node, "the window ends before it starts (windows cannot cross "
+                           "midnight)", "make the end later than the start, e.g. \"09:00-20:00\"")
+            return None
+    return SendWindow(days=days, start=start, end=end) if ok else None
+
+
+def read_condition(reader: NodeReader, node: Node, what: str) -> Condition | None:
+    """A `when` condition; None when the node holds no fields at all."""
+    fields = reader.mapping(node, what, CONDITION_FIELDS)
+    if not fields:
+        return None
+    values: dict[str, Any] = {}
+    for name in ("hesitations_any", "hesitations_all", "hesitations_none"):
+        if name in fields:
+            reasons = set()
+            for reason, item in reader.string_list(fields[name][1], name):
+                if reason not in KNOWN_REASONS:
+                    reader.problem(item, f"unknown hesitation reason '{reason}'",
+                                   f"use one of: {', '.join(sorted(KNOWN_REASONS))}")
+                reasons.add(reason)
+            values[name] = frozenset(reasons)
+    if "discreet" in fields:
+        raw = str(getattr(fields["discreet"][1], "value", "")).lower()
+        if raw not in ("true", "false"):
+            reader.problem(fields["discreet"][1], "`discreet` must be true or false", "write true or false")
+        else:
+            values["discreet"] = raw == "true"
+    if "locale_in" in fields:
+        values["locale_in"] = frozenset(v for v, _ in reader.string_list(fields["locale_in"][1],
+                                                                         "locale_in"))
+    return Condition(**values)
+
+
+def _read_step(reader: NodeReader, node: Node, index: int) -> Step | None:
+    fields = reader.mapping(node, f"step {index + 1}", STEP_FIELDS)
+    if not fields:
+        return None
+    what = f"step {index + 1}"
+    key = reader.text(fields, "key", what, required=True, parent=node)
+    if key is not None and not KEY_PATTERN.match(key):
+        reader.problem(fields["key"][1], f"step key '{key}' is not a valid key",
+                       "use lowercase letters, digits and dashes, e.g. why-they-hesitate")
+        key = None
+    what = f"step '{key}'" if key else what
+    template = reader.text(fields, "template", what, required=True, parent=node)
+    subject = reader.text(fields, "subject", what, required=True, parent=node)
+    delay_text = reader.text(fields, "delay", what, required=True, parent=node)
+    delay = None
+    if delay_text is not None:
+        try:
+            delay = parse_delay(delay_text)
+        except DelayError:
+            reader.problem(fields["delay"][1], f"'{delay_text}' is not a delay",
+                           f"write a whole number with a unit (m, h, d, w), e.g. {DELAY_FORMS}")
+    when = (read_condition(reader, fields["when"][1], f"the `when` of step '{key or '?'}'")
+            if "when" in fields else None)
+    if key is None or template is None or subject is None or delay is None:
+        return None
+    return Step(
+        key=key,
+        template=template,
+        subject=subject,
+        delay=delay,
+        preheader=reader.text(fields, "preheader", what, required=False, parent=node) or "",
+        discreet_subject=reader.text(fields, "discreet_subject", what, required=False, parent=node),
+        discreet_preheader=reader.text(fields, "discreet_preheader", what, required=False,
+                                       parent=node),
+        when=when,
+        line=node.start_mark.line + 1,
+    )
+
+
+def load_sequence_file(path: Path) -> tuple[Sequence | None, list[ContentProblem]]:
+    """Read one sequence file; returns the sequence (None if unusable) and every problem found."""
+    problems: list[ContentProblem] = []
+    reader = NodeReader(path, problems)
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        line = mark.line + 1 if mark is not None else 0
+        problems.append(ContentProblem(path, line, f"this is not valid YAML ({error.problem})",
+                                       "check the indentation and quoting on this line; quote "
+                                       "texts that contain ': ' or start with '{'"))
+        return None, problems
+    except UnicodeDecodeError:
+        problems.append(ContentProblem(path, 0, "the file is not UTF-8 text", "save it as UTF-8"))
+        return None, problems
+    if root is None:
+        problems.append(ContentProblem(path, 1, "the file is empty", "add a key, a name and steps"))
+        return None, problems
+    fields = reader.mapping(root, "the sequence", SEQUENCE_FIELDS)
+    if not fields:
+        return None, problems
+    key = reader.text(fields, "key", "the sequence", required=True, parent=root)
+    if key is not None and not KEY_PATTERN.match(key):
+        reader.problem(fields["key"][1], f"sequence key '{key}' is not a valid key",
+                       "use lowercase letters, digits and dashes, e.g. partner-hesitant")
+        key = None
+    if key is not None and key != path.stem:
+        reader.problem(fields["key"][1], f"the key '{key}' differs from the file name '{path.name}'",
+                       f"rename the file to {key}.yaml or set `key: {path.stem}`")
+    name = reader.text(fields, "name", "the sequence", required=True, parent=root)
+    window = _read_window(reader, fields["window"][1]) if "window" in fields else SendWindow()
+    exit_on: set[str] = set()
+    if "exit_on" in fields:
+        for event, item in reader.string_list(fields["exit_on"][1], "exit_on"):
+            if event not in KNOWN_EXIT_EVENTS:
+                reader.problem(item, f"unknown exit event '{event}'",
+                               f"use one of: {', '.join(sorted(KNOWN_EXIT_EVENTS))}")
+            exit_on.add(event)
+    follow_ups: list[tuple[str, str]] = []
+    if "follow_up" in fields:
+        for event, (event_node, target_node) in reader.mapping(
+                fields["follow_up"][1], "follow_up", set(KNOWN_EXIT_EVENTS)).items():
+            target = str(getattr(target_node, "value", ""))
+            if event not in exit_on:
+                reader.problem(event_node, f"follow_up names '{event}', which is not in exit_on",
+                               f"add {event} to exit_on, or remove this follow-up")
+            elif not KEY_PATTERN.match(target):
+                reader.problem(target_node, f"'{target}' is not a sequence key",
+                               "name the key of another sequence, e.g. preparing-together")
+            else:
+                follow_ups.append((event, target))
+    steps: list[Step] = []
+    if "steps" not in fields:
+        reader.problem(root, "the sequence has no steps", "add `steps:` with at least one step")
+    elif not isinstance(fields["steps"][1], SequenceNode) or not fields["steps"][1].value:
+        reader.problem(fields["steps"][1], "`steps` must be a non-empty list",
+                       "start each step with `- key: ...`")
+    else:
+        seen: dict[str, int] = {}
+        for index, step_node in enumerate(fields["steps"][1].value):
+            step = _read_step(reader, step_node, index)
+            if step is None:
+                continue
+            if step.key in seen:
+                reader.problem(step_node, f"step key '{step.key}' is used twice (first on line "
+                               f"{seen[step.key]})", "give every step its own key")
+                continue
+            seen[step.key] = step.line
+            steps.append(step)
+    if key is None or name is None or window is None or any(
+        p.path == path for p in problems
+    ):
+        return None, problems
+    return Sequence(key=key, name=name, steps=tuple(steps), window=window,
+                    exit_on=frozenset(exit_on), follow_ups=tuple(follow_ups), source=path), problems

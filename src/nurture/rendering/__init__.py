@@ -1,0 +1,1 @@
+"""Turning a step and a recipient into a finished email: templates, text part, CSS inlining and MIME."""

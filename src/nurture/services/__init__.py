@@ -1,0 +1,2 @@
+"""Application services shared by the CLI, the web app and the scheduler: the runtime built from settings,
+events, previews and metrics."""

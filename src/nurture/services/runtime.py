@@ -1,0 +1,85 @@
+"""Builds the running parts from settings for the CLI and services."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from nurture.config import Settings
+from nurture.content.library import ContentHolder
+from nurture.engine.dispatcher import Dispatcher, DispatchPolicy
+from nurture.engine.ports import Transport
+from nurture.engine.tokens import LinkMaker, TokenSigner
+from nurture.rendering.library import Brand
+from nurture.smtp.factory import transport_from_settings
+from nurture.store.database import ensure_migrated, make_engine
+from nurture.store.repository import SqlStore
+
+
+def brand_from(settings: Settings) -> Brand:
+    return Brand(sender=settings.sender, discreet_sender_name=settings.discreet_sender_name,
+                 postal_address=settings.postal_address, base_url=settings.base_url,
+                 booking_url=settings.booking_url)
+
+
+def links_from(settings: Settings) -> LinkMaker:
+    return LinkMaker(base_url=settings.base_url, signer=TokenSigner(settings.secret_key),
+                     unsubscribe_mailto=settings.unsubscribe_mailto)
+
+
+def policy_from(settings: Settings) -> DispatchPolicy:
+    from datetime import timedelta
+
+    return DispatchPolicy(
+        batch_size=settings.batch_size,
+        lease=timedelta(seconds=settings.lease_seconds),
+        retry_base=timedelta(seconds=settings.retry_base_seconds),
+        retry_max=timedelta(seconds=settings.retry_max_seconds),
+        max_attempts=settings.max_attempts,
+    )
+
+
+def configure_data_keys(settings: Settings) -> None:
+    """Names and answers are encrypted with NURTURE_DATA_KEYS (in development: derived from the
+    secret key when unset)."""
+    from nurture.store.crypto import KeyRing, configure, derived_key
+
+    keys = settings.data_keys.split(",") if settings.data_keys else [derived_key(settings.secret_key)]
+    configure(KeyRing(keys))
+
+
+def process_owner() -> str:
+    """A lease owner name unique to this process, readable in the database for operators."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    store: SqlStore
+    content: ContentHolder
+
+    def dispatcher(self, transport: Transport | None = None, owner: str | None = None) -> Dispatcher:
+        return Dispatcher(
+            store=self.store,
+            transport=transport or transport_from_settings(self.settings),
+            content=self.content,
+            brand=brand_from(self.settings),
+            links=links_from(self.settings),
+            owner=owner or process_owner(),
+            message_id_domain=self.settings.sender_domain,
+            policy=policy_from(self.settings),
+        )
+
+
+def runtime_from(settings: Settings, *, require_migrated: bool = True,
+                 content_rules: bool = False) -> Runtime:
+    engine = make_engine(settings.database_url)
+    if require_migrated:
+        ensure_migrated(engine)
+    content = ContentHolder(settings.sequences_dir, settings.templates_dir, rules=content_rules)
+    return Runtime(settings=settings, engine=engine, store=SqlStore(engine), content=content)

@@ -1,0 +1,129 @@
+"""One message's SMTP conversation as smtplib's sendmail holds it, cut in two: everything up to the
+body, then the relay's verdict on it; the envelope and the dot-stuffed body are made ready before.
+
+Between the halves the relay digests the body, and the relay process prepares the next message.
+The replies, the exceptions and the connection handling are sendmail's own (CPython 3.11+)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import smtplib
+from dataclasses import dataclass
+from functools import lru_cache
+
+from nurture.engine.ports import OutgoingMessage
+
+_CRLF = b"\r\n"
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+# An address smtplib.quoteaddr would return unchanged between angle brackets: no display name,
+# comment, quoting or route for email.utils.parseaddr to take apart.
+_PLAIN_ADDRESS = re.compile(r"[^\s<>()\[\]\\,;:\"@]+@[^\s<>()\[\]\\,;:\"@]+")
+
+
+@dataclass(frozen=True)
+class PreparedMessage:
+    """A message made ready for the wire."""
+
+    message: OutgoingMessage
+    sender: str
+    """MAIL's address, between angle brackets."""
+    recipients: tuple[tuple[str, str], ...]
+    """(address, RCPT's address between angle brackets) for each recipient."""
+    size: int
+    utf8: bool
+    """An address is not ASCII: the relay must offer SMTPUTF8."""
+    body: bytes
+    """The data with leading dots doubled, ending in CRLF . CRLF."""
+
+
+def prepare(message: OutgoingMessage) -> PreparedMessage:
+    data = message.data
+    if data.startswith(b".") or b"\n." in data:
+        data = _LEADING_DOT.sub(b"..", data)
+    if not data.endswith(_CRLF):
+        data += _CRLF
+    return PreparedMessage(
+        message=message,
+        sender=_quoted(message.envelope_from),
+        recipients=tuple((address, _quoted(address)) for address in message.recipients),
+        size=len(message.data),
+        utf8=not all(a.isascii() for a in (message.envelope_from, *message.recipients)),
+        body=data + b"." + _CRLF,
+    )
+
+
+@lru_cache(maxsize=256)
+def _quoted_slowly(address: str) -> str:
+    return smtplib.quoteaddr(address)
+
+
+def _quoted(address: str) -> str:
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return f"<{address}>"
+    return _quoted_slowly(address)
+
+
+def start(smtp: smtplib.SMTP, prepared: PreparedMessage) -> dict[str, tuple[int, bytes]]:
+    """MAIL, RCPT, DATA and the body, as sendmail sends them; the recipients refused (while at
+    least one is accepted). Raises what sendmail raises for a refusal before the body."""
+    smtp.ehlo_or_helo_if_needed()
+    options = []
+    if smtp.does_esmtp:
+        if smtp.has_extn("size"):
+            options.append(f"size={prepared.size}")
+        if prepared.utf8:
+            options.append("SMTPUTF8")
+    option_list = ""
+    if options:
+        if prepared.utf8:
+            if not smtp.has_extn("smtputf8"):
+                raise smtplib.SMTPNotSupportedError("SMTPUTF8 not supported by server")
+            smtp.command_encoding = "utf-8"
+        option_list = " " + " ".join(options)
+    smtp.putcmd("mail", f"FROM:{prepared.sender}{option_list}")
+    code, reply = smtp.getreply()
+    if code != 250:
+        _after_refusal(smtp, code)
+        raise smtplib.SMTPSenderRefused(code, reply, prepared.message.envelope_from)
+    refused: dict[str, tuple[int, bytes]] = {}
+    for address, quoted in prepared.recipients:
+        smtp.putcmd("rcpt", f"TO:{quoted}")
+        code, reply = smtp.getreply()
+        if code not in (250, 251):
+            refused[address] = (code, reply)
+        if code == 421:
+            smtp.close()
+            raise smtplib.SMTPRecipientsRefused(refused)
+    if len(refused) == len(prepared.recipients):
+        _reset(smtp)
+        raise smtplib.SMTPRecipientsRefused(refused)
+    smtp.putcmd("data")
+    code, reply = smtp.getreply()
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)
+    smtp.send(prepared.body)
+    return refused
+
+
+def complete(smtp: smtplib.SMTP) -> None:
+    """The relay's verdict on the body; raises SMTPDataError when it is not 250."""
+    code, reply = smtp.getreply()
+    if code != 250:
+        _after_refusal(smtp, code)
+        raise smtplib.SMTPDataError(code, reply)
+
+
+def _after_refusal(smtp: smtplib.SMTP, code: int) -> None:
+    """As sendmail does: 421 means the relay is closing the connection, so close it here too;
+    after any other refusal RSET starts the next message afresh."""
+    if code == 421:
+        smtp.close()
+    else:
+        _reset(smtp)
+
+
+def _reset(smtp: smtplib.SMTP) -> None:
+    """RSET; a relay already gone is no new error."""
+    with contextlib.suppress(smtplib.SMTPServerDisconnected):
+        smtp.rset()
