@@ -1,18 +1,40 @@
-"""Typed settings from `NURTURE_*` environment variables, with safe embedded defaults for one machine."""
+"""Typed settings from `NURTURE_*` environment variables, with safe embedded defaults for one machine.
+
+This is the only module that reads the environment: the web, admin, throttle and logging settings too.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import math
+import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import unquote, urlsplit
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from argon2 import extract_parameters
+from argon2.exceptions import InvalidHashError
+from pydantic import (
+    AfterValidator,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "dev-only-secret-key-change-me"
 DEFAULT_POSTAL_ADDRESS = "Nurture, 1 Example Street, Example City"
+ENV_PREFIX = "NURTURE_"
+# Variables of the test suite and the benchmarks, not of the product: `config check` ignores them.
+NOT_SETTINGS_PREFIXES = ("NURTURE_TEST_", "NURTURE_REQUIRE_", "NURTURE_UPDATE_")
+_ADMIN_NAME = re.compile(r"[A-Za-z0-9._@+-]{1,64}\Z")
 
 
 class SettingsError(Exception):
@@ -90,6 +112,89 @@ def _check_database_url(value: str) -> str:
     return value
 
 
+def _items(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def parse_proxies(text: str) -> frozenset[str]:
+    """Comma-separated addresses or CIDR networks, e.g. "127.0.0.1, 10.0.0.0/8"."""
+    found = set()
+    for item in _items(text):
+        try:
+            found.add(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"'{item[:60]}' is not an IP address or network such as 10.0.0.0/8") \
+                from None
+    return frozenset(found)
+
+
+def parse_origins(text: str) -> tuple[str, ...]:
+    """Comma-separated origins such as https://clinic.example.org (scheme, host, optional port)."""
+    origins = []
+    for item in _items(text):
+        if item == "*":
+            origins.append(item)
+            continue
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/") \
+                or parts.query or parts.fragment:
+            raise ValueError(f"'{item[:80]}' is not an origin; write scheme and host only, "
+                             "e.g. https://clinic.example.org")
+        origins.append(f"{parts.scheme}://{parts.netloc}")
+    return tuple(origins)
+
+
+def _admin_entries(text: str) -> list[list[str]]:
+    entries: list[list[str]] = []
+    for raw in text.split(","):
+        piece = raw.strip()
+        if not piece:
+            continue
+        name, sep, rest = piece.partition(":")
+        if sep and rest.strip().startswith("$argon2"):
+            entries.append([name.strip(), rest.strip()])
+        elif not sep and entries:
+            entries[-1][1] += "," + piece
+        else:
+            raise ValueError(f"'{piece[:24]}…' is not name:hash; make the hash with "
+                             "`nurture admin hash-password`")
+    return entries
+
+
+def parse_admin_users(text: str) -> tuple[tuple[str, str], ...]:
+    """`alice:$argon2id$...,bob:$argon2id$...`. Argon2 hashes hold commas themselves
+    (`m=65536,t=3,p=4`), so a piece without `name:` continues the previous hash."""
+    users: dict[str, str] = {}
+    for name, password_hash in _admin_entries(text):
+        if not _ADMIN_NAME.match(name):
+            raise ValueError(f"'{name[:40]}' is not a user name: use 1 to 64 letters, digits or ._@+-")
+        if name in users:
+            raise ValueError(f"the user '{name}' is listed twice")
+        try:
+            extract_parameters(password_hash)
+        except (InvalidHashError, ValueError):
+            raise ValueError(f"the hash of '{name}' is not an argon2 hash; make one with "
+                             "`nurture admin hash-password`") from None
+        users[name] = password_hash
+    return tuple(users.items())
+
+
+def _check_log_level(value: str) -> str:
+    level = value.strip().upper()
+    if not isinstance(logging.getLevelName(level), int):
+        raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+FiniteFloat = Annotated[float, AfterValidator(_finite)]
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -131,6 +236,51 @@ class Settings(BaseSettings):
     outbox_dir: Path = Path("var/outbox")
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Annotated[str, AfterValidator(_check_log_level)] | None = Field(
+        default=None, description="log level of the services (INFO, WARNING, ...)")
+    # The web app. Rate limits are counted in memory by each web process separately.
+    confirm_max_age_seconds: int = Field(default=7 * 24 * 3600, ge=1,
+                                         description="how long a confirmation link works")
+    resend_interval_seconds: int = Field(
+        default=600, ge=0, description="at most one confirmation email per address per interval")
+    trusted_proxies: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(), description="proxies whose X-Forwarded-For is believed (comma separated)")
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="sites allowed to call the JSON signup API (comma separated)")
+    signup_per_ip_per_hour: int = Field(default=20, ge=1)
+    signup_per_address_per_hour: int = Field(default=5, ge=1)
+    admin_users: Annotated[tuple[tuple[str, str], ...], NoDecode] = Field(
+        default=(), description="admin logins: name:argon2-hash, comma separated")
+    # Relay limits for the whole deployment, shared out among the scheduler processes; 0: no limit.
+    rate_per_second: FiniteFloat = Field(default=0.0, ge=0)
+    rate_per_minute: FiniteFloat = Field(default=0.0, ge=0)
+    scheduler_processes: int = Field(default=1, ge=1)
+    breaker_failures: int = Field(default=5, ge=0, description="0 turns the circuit breaker off")
+    breaker_cooldown_seconds: FiniteFloat = Field(default=30.0, gt=0)
+    breaker_max_cooldown_seconds: FiniteFloat = Field(default=600.0, gt=0)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_proxies(cls, value: object) -> object:
+        return parse_proxies(value) if isinstance(value, str) else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        return parse_origins(value) if isinstance(value, str) else value
+
+    @field_validator("admin_users", mode="before")
+    @classmethod
+    def _parse_admin_users(cls, value: object) -> object:
+        return parse_admin_users(value) if isinstance(value, str) else value
+
+    @field_validator("breaker_max_cooldown_seconds")
+    @classmethod
+    def _cooldowns_in_order(cls, value: float, info: ValidationInfo) -> float:
+        first = info.data.get("breaker_cooldown_seconds")
+        if first is not None and value < first:
+            raise ValueError("must be at least NURTURE_BREAKER_COOLDOWN_SECONDS")
+        return value
 
     @field_validator("sender")
     @classmethod
@@ -194,10 +344,35 @@ def load_settings(**overrides: object) -> Settings:
         for problem in error.errors():
             if problem["loc"]:
                 name = "NURTURE_" + "_".join(str(part) for part in problem["loc"]).upper()
-                lines.append(f"{name}: {problem['msg']}")
+                lines.append(f"{name}: {str(problem['msg']).removeprefix('Value error, ')}")
             else:
                 message = str(problem["msg"]).removeprefix("Value error, ")
                 for part in message.removeprefix("production mode refuses: ").split("; "):
                     field, _, why = part.partition(": ")
                     lines.append(f"NURTURE_{field.upper()}: production mode refuses it: {why}")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
+
+
+def variable_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def known_variables() -> set[str]:
+    return {variable_name(name) for name in Settings.model_fields}
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """`NURTURE_*` variables that are set but name no setting: most likely a spelling mistake."""
+    env = os.environ if environ is None else environ
+    known = known_variables()
+    return sorted(name for name in env if name.startswith(ENV_PREFIX) and name not in known
+                  and not name.startswith(NOT_SETTINGS_PREFIXES))
+
+
+def environment_for_children(**overrides: str) -> dict[str, str]:
+    """This process's environment for the services it starts; `overrides` fill unset variables only."""
+    env = dict(os.environ)
+    for name, value in overrides.items():
+        env.setdefault(name, value)
+    return env
+

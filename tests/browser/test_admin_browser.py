@@ -15,10 +15,10 @@ from argon2 import PasswordHasher
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from nurture.store.database import make_engine, upgrade
-from nurture.web.admin_auth import ENV_ADMIN_USERS
 from tests.integration.test_admin import (
     ADMIN,
     BLAME_SECTION,
+    ENV_ADMIN_USERS,
     PASSWORD,
     PEOPLE,
     STIGMA_SECTION,

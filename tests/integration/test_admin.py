@@ -18,26 +18,25 @@ from sqlalchemy import Engine, update
 from starlette.requests import Request
 from starlette.responses import Response
 
-from nurture.config import SettingsError
 from nurture.content.library import ContentHolder
 from nurture.services.runtime import Runtime
 from nurture.store.models import Delivery
 from nurture.store.repository import SqlStore
 from nurture.web.admin import PREVIEW_CSP, mask_address, redact_addresses
 from nurture.web.admin_auth import (
-    ENV_ADMIN_USERS,
     SESSION_COOKIE,
     AdminAuth,
     AdminOptions,
     hash_password,
-    parse_admin_users,
 )
 from nurture.web.app import create_app
 from nurture.web.charts import FunnelStage, funnel_svg
+from nurture.web.options import WebOptions
 from nurture.web.security import CONTENT_SECURITY_POLICY
-from nurture.web.settings import WebOptions
 from tests.integration.test_web import T0, Browser, Clock, Web, csrf_of, rows, web_settings
 from tests.support.smtp import RecordingSmtpServer
+
+ENV_ADMIN_USERS = "NURTURE_ADMIN_USERS"
 
 ADMIN = "marketer"
 PASSWORD = "correct horse battery staple"
@@ -270,23 +269,7 @@ def test_without_admin_users_the_pages_say_so_and_nothing_is_reachable(
         harness.close()
 
 
-def test_admin_users_setting_is_parsed_and_checked(admin_hash: str) -> None:
-    other = hash_password("another long password")
-    assert other.startswith("$argon2id$")
-    assert "," in admin_hash, "argon2 hashes contain commas, which the parser must allow"
-    users = parse_admin_users(f" {ADMIN}:{admin_hash} , ops:{other} ")
-    assert users == ((ADMIN, admin_hash), ("ops", other))
-    assert AdminOptions.from_env({}).enabled is False
-    for bad, message in (
-        (f"{ADMIN}:plain-password", "is not name:hash"),
-        (f"{ADMIN}:$argon2id$nonsense", "not an argon2 hash"),
-        (f"{ADMIN}:{admin_hash},{ADMIN}:{other}", "listed twice"),
-        (f"bad name:{admin_hash}", "is not a user name"),
-    ):
-        with pytest.raises(SettingsError, match=ENV_ADMIN_USERS) as raised:
-            AdminOptions.from_env({ENV_ADMIN_USERS: bad})
-        assert message in str(raised.value)
-        assert admin_hash not in str(raised.value)
+def test_a_short_admin_password_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 12"):
         hash_password("short")
 

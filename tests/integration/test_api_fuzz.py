@@ -18,7 +18,7 @@ from nurture.services.runtime import Runtime
 from nurture.store.database import make_engine, upgrade
 from nurture.store.repository import SqlStore
 from nurture.web.app import create_app
-from nurture.web.settings import WebOptions
+from nurture.web.options import WebOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from nurture.cli.ops import known_variables
-from nurture.config import Settings
+from nurture.config import Settings, known_variables
 from tests.support.cli import nurture
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from nurture.store.models import Delivery, Enrollment
 from nurture.store.repository import SqlStore
 from nurture.store.stats import step_stats
 from nurture.web.app import create_app
-from nurture.web.settings import WebOptions
+from nurture.web.options import WebOptions
 from tests.integration.test_web import EMAIL, ROOT, SECRET, Clock, Web
 
 API_KEY = "events-api-key-0123456789abcdef"

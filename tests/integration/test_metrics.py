@@ -70,7 +70,7 @@ def test_signed_feedback_webhook_suppresses_and_refuses_forgeries(
     from nurture.services.runtime import Runtime
     from nurture.store.repository import SqlStore
     from nurture.web.app import create_app
-    from nurture.web.settings import WebOptions
+    from nurture.web.options import WebOptions
 
     secret = "feedback-secret-0123456789abcdef"
     harness = build_web(database_url, engine, tmp_path)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select, update
 
-from nurture.config import parse_smtp_url
+from nurture.config import parse_admin_users, parse_smtp_url
 from nurture.content.library import ContentHolder
 from nurture.domain.people import make_person
 from nurture.engine.dispatcher import Dispatcher
@@ -159,5 +159,5 @@ def test_admin_password_hash_command(cli_env: dict[str, str]) -> None:
     assert made.returncode == 0, made.stderr
     entry = made.stdout.strip()
     assert entry.startswith("asha:$argon2id$")
-    options = AdminOptions.from_env({"NURTURE_ADMIN_USERS": entry})
+    options = AdminOptions(users=parse_admin_users(entry))
     assert options.users

@@ -46,8 +46,8 @@ from nurture.store.models import (
 from nurture.store.repository import SqlStore
 from nurture.web.app import FALLBACK_CRISIS, create_app, load_crisis
 from nurture.web.forms import CONSENT_TEXT_SHA256
+from nurture.web.options import WebOptions
 from nurture.web.security import CONTENT_SECURITY_POLICY
-from nurture.web.settings import WebOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 # A Monday, 10:00 in London (GMT in March before the clocks change): inside the send window.
@@ -639,31 +639,6 @@ def test_pages_have_no_inline_script_or_style_and_every_input_a_label() -> None:
 
 
 # -- options and selection ----------------------------------------------------------------------
-
-
-def test_web_options_come_from_the_environment() -> None:
-    options = WebOptions.from_env({
-        "NURTURE_CONFIRM_MAX_AGE_SECONDS": "3600",
-        "NURTURE_RESEND_INTERVAL_SECONDS": "0",
-        "NURTURE_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8",
-        "NURTURE_CORS_ORIGINS": "https://clinic.example.org/, http://localhost:3000",
-        "NURTURE_SIGNUP_PER_IP_PER_HOUR": "7",
-        "NURTURE_SIGNUP_PER_ADDRESS_PER_HOUR": "2",
-    })
-    assert options == WebOptions(
-        confirm_max_age_seconds=3600, resend_interval_seconds=0,
-        trusted_proxies=frozenset({"127.0.0.1/32", "10.0.0.0/8"}),
-        cors_origins=("https://clinic.example.org", "http://localhost:3000"),
-        signup_per_ip_per_hour=7, signup_per_address_per_hour=2)
-    assert WebOptions.from_env({}) == WebOptions()
-    from nurture.config import SettingsError
-
-    for name, value in [("NURTURE_TRUSTED_PROXIES", "proxy.local"),
-                        ("NURTURE_CORS_ORIGINS", "https://a.example/path"),
-                        ("NURTURE_SIGNUP_PER_IP_PER_HOUR", "0"),
-                        ("NURTURE_CONFIRM_MAX_AGE_SECONDS", "7d")]:
-        with pytest.raises(SettingsError, match=name):
-            WebOptions.from_env({name: value})
 
 
 def test_the_real_selection_file_loads_and_defaults_to_partner_hesitant() -> None:

@@ -18,8 +18,8 @@ from sqlalchemy import Engine
 
 from nurture.engine.tokens import TokenSigner
 from nurture.store.models import ConsentEvent, Subscriber
+from nurture.web.options import WebOptions
 from nurture.web.security import CONTENT_SECURITY_POLICY
-from nurture.web.settings import WebOptions
 from tests.integration.test_web import (
     EMAIL,
     GOOD_FORM,

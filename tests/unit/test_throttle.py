@@ -11,7 +11,6 @@ from nurture.engine.throttle import (
     BreakerState,
     CircuitBreaker,
     RateLimiter,
-    Throttle,
     ThrottleSettings,
     Window,
 )
@@ -114,46 +113,6 @@ def test_sends_within_caps_a_claim_to_what_half_a_lease_can_send() -> None:
     assert limiter.sends_within(150.0) == 750  # per minute: 300 * 150 / 60
     assert limiter.sends_within(5.0) == 25
     assert RateLimiter([Window(1, 90.0)]).sends_within(5.0) == 1
-
-
-def test_settings_from_env() -> None:
-    settings = ThrottleSettings.from_env(
-        {
-            "NURTURE_RATE_PER_SECOND": "12.5",
-            "NURTURE_RATE_PER_MINUTE": "600",
-            "NURTURE_SCHEDULER_PROCESSES": "3",
-            "NURTURE_BREAKER_FAILURES": "0",
-            "NURTURE_BREAKER_COOLDOWN_SECONDS": " 15 ",
-            "NURTURE_BREAKER_MAX_COOLDOWN_SECONDS": "",
-        }
-    )
-    assert settings == ThrottleSettings(
-        rate_per_second=12.5,
-        rate_per_minute=600,
-        scheduler_processes=3,
-        breaker_failures=0,
-        breaker_cooldown_seconds=15,
-    )
-    assert ThrottleSettings.from_env({}) == ThrottleSettings()
-    throttle = Throttle.from_settings(settings)
-    assert throttle.breaker is None and throttle.limiter is not None
-
-
-@pytest.mark.parametrize(
-    ("variable", "value", "message"),
-    [
-        ("NURTURE_RATE_PER_SECOND", "fast", "is not a number"),
-        ("NURTURE_RATE_PER_MINUTE", "-1", "must be 0"),
-        ("NURTURE_SCHEDULER_PROCESSES", "0", "must be 1 or more"),
-        ("NURTURE_SCHEDULER_PROCESSES", "2.5", "is not a whole number"),
-        ("NURTURE_BREAKER_COOLDOWN_SECONDS", "nan", "finite"),
-        ("NURTURE_BREAKER_MAX_COOLDOWN_SECONDS", "1", "at least NURTURE_BREAKER_COOLDOWN_SECONDS"),
-    ],
-)
-def test_bad_settings_name_the_variable(variable: str, value: str, message: str) -> None:
-    with pytest.raises(ValueError, match=variable) as raised:
-        ThrottleSettings.from_env({variable: value})
-    assert message in str(raised.value)
 
 
 def test_breaker_opens_after_consecutive_failures_and_logs_once(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from nurture.cli.arguments import instant_argument
 from nurture.cli.marketing import MarketingError
 from nurture.cli.ops import OperatorError
 from nurture.clock import utcnow
-from nurture.config import Settings, SettingsError, load_settings
+from nurture.config import Settings, SettingsError, environment_for_children, load_settings
 from nurture.domain.problems import ContentInvalid, Severity
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -187,8 +186,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from nurture.store.database import upgrade
 
     upgrade(settings.database_url)
-    env = dict(os.environ)
-    env.setdefault("NURTURE_SMTP_URL", f"smtp://127.0.0.1:{settings.mailcatcher_smtp_port}")
+    env = environment_for_children(
+        NURTURE_SMTP_URL=f"smtp://127.0.0.1:{settings.mailcatcher_smtp_port}")
     exe = [sys.executable, "-m", "nurture"]
     services = [["mailcatcher"], ["scheduler"]]
     if _web_available():
@@ -297,13 +296,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(os.environ.get("NURTURE_LOG_LEVEL", "WARNING" if args.command in (
-        "enroll", "dispatch", "sequences", "db", "bounces") else "INFO"))
     try:
         settings = load_settings()
     except SettingsError as error:
         sys.stderr.write(f"nurture: {error}\n")
         return EXIT_USAGE
+    quiet = args.command in ("enroll", "dispatch", "sequences", "db", "bounces")
+    configure_logging(settings.log_level or ("WARNING" if quiet else "INFO"))
     handler: Handler = args.handler
     try:
         from nurture.services.runtime import configure_data_keys

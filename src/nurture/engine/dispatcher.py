@@ -32,7 +32,7 @@ from nurture.engine.ports import (
     Transport,
 )
 from nurture.engine.sending import BatchSender, PendingReply
-from nurture.engine.throttle import Throttle
+from nurture.engine.throttle import Throttle, ThrottleSettings
 from nurture.engine.tokens import LinkMaker
 from nurture.rendering.library import Brand, Links, Recipient, build_message
 
@@ -208,8 +208,8 @@ class Dispatcher:
     owner: str
     message_id_domain: str
     policy: DispatchPolicy = field(default_factory=DispatchPolicy)
-    # Read from the environment until Settings carries these; wiring should then pass it.
-    throttle: Throttle = field(default_factory=Throttle.from_env)
+    # The default settings: a breaker after 5 failures, no rate limit. The runtime passes the real ones.
+    throttle: Throttle = field(default_factory=lambda: Throttle.from_settings(ThrottleSettings()))
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     _stopping: threading.Event = field(default_factory=threading.Event)

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +29,10 @@ def _never() -> bool:
 
 # -- settings --------------------------------------------------------------------------------------
 
-ENV_NAMES: Final[Mapping[str, str]] = {
-    "rate_per_second": "NURTURE_RATE_PER_SECOND",
-    "rate_per_minute": "NURTURE_RATE_PER_MINUTE",
-    "scheduler_processes": "NURTURE_SCHEDULER_PROCESSES",
-    "breaker_failures": "NURTURE_BREAKER_FAILURES",
-    "breaker_cooldown_seconds": "NURTURE_BREAKER_COOLDOWN_SECONDS",
-    "breaker_max_cooldown_seconds": "NURTURE_BREAKER_MAX_COOLDOWN_SECONDS",
-}
-_INTEGERS: Final = frozenset({"scheduler_processes", "breaker_failures"})
-
 
 @dataclass(frozen=True)
 class ThrottleSettings:
-    """The relay limits and breaker tuning, read from `NURTURE_*` variables (to move into Settings).
+    """The relay limits and breaker tuning (checked where the settings are read, in config).
 
     The rates are totals for the whole installation; each scheduler process takes
     1/`scheduler_processes` of them. 0 means no limit.
@@ -57,42 +45,6 @@ class ThrottleSettings:
     """Consecutive failed sends that open the breaker; 0 turns the breaker off."""
     breaker_cooldown_seconds: float = 30.0
     breaker_max_cooldown_seconds: float = 600.0
-
-    def __post_init__(self) -> None:
-        checks: list[tuple[str, bool, str]] = [
-            ("rate_per_second", self.rate_per_second >= 0, "must be 0 (no limit) or more"),
-            ("rate_per_minute", self.rate_per_minute >= 0, "must be 0 (no limit) or more"),
-            ("scheduler_processes", self.scheduler_processes >= 1, "must be 1 or more"),
-            ("breaker_failures", self.breaker_failures >= 0, "must be 0 (off) or more"),
-            ("breaker_cooldown_seconds", self.breaker_cooldown_seconds > 0, "must be positive"),
-            (
-                "breaker_max_cooldown_seconds",
-                self.breaker_max_cooldown_seconds >= self.breaker_cooldown_seconds,
-                "must be at least NURTURE_BREAKER_COOLDOWN_SECONDS",
-            ),
-        ]
-        for name, ok, message in checks:
-            if not ok:
-                raise ValueError(f"{ENV_NAMES[name]}: {message}")
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ThrottleSettings:
-        """Settings from the environment; a malformed value raises ValueError naming the variable."""
-        env = os.environ if environ is None else environ
-        values: dict[str, float | int] = {}
-        for attribute, variable in ENV_NAMES.items():
-            raw = env.get(variable, "").strip()
-            if not raw:
-                continue
-            integer = attribute in _INTEGERS
-            try:
-                values[attribute] = int(raw) if integer else float(raw)
-            except ValueError:
-                kind = "a whole number" if integer else "a number"
-                raise ValueError(f"{variable}: {raw[:40]!r} is not {kind}") from None
-            if not math.isfinite(values[attribute]):
-                raise ValueError(f"{variable}: must be a finite number")
-        return cls(**values)  # type: ignore[arg-type]
 
 
 # -- rate limiter ----------------------------------------------------------------------------------
@@ -325,8 +277,3 @@ class Throttle:
             breaker=CircuitBreaker.from_settings(settings, clock=clock),
             limiter=RateLimiter.from_settings(settings, clock=clock, sleep=sleep),
         )
-
-    @classmethod
-    def from_env(cls) -> Throttle:
-        """Built from the `NURTURE_*` variables of ThrottleSettings (until Settings carries them)."""
-        return cls.from_settings(ThrottleSettings.from_env())

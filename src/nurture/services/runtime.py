@@ -12,6 +12,7 @@ from nurture.config import Settings
 from nurture.content.library import ContentHolder
 from nurture.engine.dispatcher import Dispatcher, DispatchPolicy
 from nurture.engine.ports import Transport
+from nurture.engine.throttle import Throttle, ThrottleSettings
 from nurture.engine.tokens import LinkMaker, TokenSigner
 from nurture.rendering.library import Brand
 from nurture.smtp.factory import transport_from_settings
@@ -40,6 +41,17 @@ def policy_from(settings: Settings) -> DispatchPolicy:
         retry_max=timedelta(seconds=settings.retry_max_seconds),
         max_attempts=settings.max_attempts,
     )
+
+
+def throttle_from(settings: Settings) -> Throttle:
+    return Throttle.from_settings(ThrottleSettings(
+        rate_per_second=settings.rate_per_second,
+        rate_per_minute=settings.rate_per_minute,
+        scheduler_processes=settings.scheduler_processes,
+        breaker_failures=settings.breaker_failures,
+        breaker_cooldown_seconds=settings.breaker_cooldown_seconds,
+        breaker_max_cooldown_seconds=settings.breaker_max_cooldown_seconds,
+    ))
 
 
 def configure_data_keys(settings: Settings) -> None:
@@ -73,6 +85,7 @@ class Runtime:
             owner=owner or process_owner(),
             message_id_domain=self.settings.sender_domain,
             policy=policy_from(self.settings),
+            throttle=throttle_from(self.settings),
         )
 
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -18,9 +16,8 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 
-from nurture.config import SettingsError
+from nurture.config import Settings
 
-ENV_ADMIN_USERS: Final = "NURTURE_ADMIN_USERS"
 SESSION_COOKIE: Final = "nurture_admin"
 SESSION_PATH: Final = "/admin"
 SESSION_SECONDS: Final = 8 * 3600
@@ -34,7 +31,6 @@ FUTURE_SKEW_SECONDS: Final = 60
 # sign-in attempts queues up instead of exhausting the machine.
 MAX_CONCURRENT_CHECKS: Final = 2
 CHECK_WAIT_SECONDS: Final = 15.0
-_NAME: Final = re.compile(r"[A-Za-z0-9._@+-]{1,64}\Z")
 _SALT: Final = "nurture.admin.session"
 
 
@@ -45,37 +41,6 @@ def hash_password(plain: str) -> str:
     if len(plain) > MAX_PASSWORD_LENGTH:
         raise ValueError(f"the password must have at most {MAX_PASSWORD_LENGTH} characters")
     return PasswordHasher().hash(plain)
-
-
-def parse_admin_users(text: str) -> tuple[tuple[str, str], ...]:
-    """`alice:$argon2id$...,bob:$argon2id$...`. Argon2 hashes hold commas themselves
-    (`m=65536,t=3,p=4`), so a piece without `name:` continues the previous hash."""
-    entries: list[list[str]] = []
-    for raw in text.split(","):
-        piece = raw.strip()
-        if not piece:
-            continue
-        name, sep, rest = piece.partition(":")
-        if sep and rest.strip().startswith("$argon2"):
-            entries.append([name.strip(), rest.strip()])
-        elif not sep and entries:
-            entries[-1][1] += "," + piece
-        else:
-            raise ValueError(f"'{piece[:24]}…' is not name:hash; make the hash with "
-                             "`nurture admin hash-password`")
-    users: dict[str, str] = {}
-    for name, password_hash in entries:
-        if not _NAME.match(name):
-            raise ValueError(f"'{name[:40]}' is not a user name: use 1 to 64 letters, digits or ._@+-")
-        if name in users:
-            raise ValueError(f"the user '{name}' is listed twice")
-        try:
-            extract_parameters(password_hash)
-        except (InvalidHashError, ValueError):
-            raise ValueError(f"the hash of '{name}' is not an argon2 hash; make one with "
-                             "`nurture admin hash-password`") from None
-        users[name] = password_hash
-    return tuple(users.items())
 
 
 @dataclass(frozen=True)
@@ -94,15 +59,8 @@ class AdminOptions:
         return dict(self.users).get(name)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> AdminOptions:
-        """Options from the environment; a bad value raises SettingsError naming the variable."""
-        env = os.environ if environ is None else environ
-        raw = env.get(ENV_ADMIN_USERS, "")
-        try:
-            users = parse_admin_users(raw)
-        except ValueError as error:
-            raise SettingsError(f"invalid settings:\n  {ENV_ADMIN_USERS}: {error}") from None
-        return cls(users=users)
+    def from_settings(cls, settings: Settings) -> AdminOptions:
+        return cls(users=settings.admin_users)
 
 
 class AdminBusy(Exception):

@@ -63,6 +63,7 @@ from nurture.web.forms import (
     signup_values,
 )
 from nurture.web.ops import ops_router
+from nurture.web.options import WebOptions
 from nurture.web.pages import Pages
 from nurture.web.security import (
     CSRF_FIELD,
@@ -72,7 +73,6 @@ from nurture.web.security import (
     SecurityMiddleware,
     SlidingWindowLimiter,
 )
-from nurture.web.settings import WebOptions
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def create_app(
     if settings.environment is Environment.PRODUCTION and settings.secret_key == DEFAULT_SECRET_KEY:
         raise SettingsError("NURTURE_SECRET_KEY: set a long random value; with the default anyone "
                             "could make links that unsubscribe or erase people")
-    options = options if options is not None else WebOptions.from_env()
+    options = options if options is not None else WebOptions.from_settings(settings)
     runtime = runtime if runtime is not None else runtime_from(settings)
     accounts = AccountStore(runtime.engine)
     enroller = Enroller(runtime.content, settings.sequences_dir)
@@ -675,6 +675,6 @@ def create_app(
                             link="/", link_text="Go to the start page")
 
     app.include_router(ops_router(runtime, clock=clock))
-    app.include_router(admin_router(settings, runtime, clock=clock, options=AdminOptions.from_env(),
-                                    client_ip=client_ip))
+    app.include_router(admin_router(settings, runtime, clock=clock,
+                                    options=AdminOptions.from_settings(settings), client_ip=client_ip))
     return app

@@ -1,0 +1,113 @@
+"""Settings are read from the environment in one place, and a bad value names its variable."""
+
+from __future__ import annotations
+
+import pytest
+from argon2 import PasswordHasher
+
+from nurture.config import (
+    SettingsError,
+    load_settings,
+    parse_admin_users,
+    unknown_variables,
+    variable_name,
+)
+from nurture.services.runtime import throttle_from
+from nurture.web.admin_auth import AdminOptions
+from nurture.web.options import WebOptions
+
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("NURTURE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(str(tmp_path))  # no .env file here
+
+
+def test_web_options_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "NURTURE_CONFIRM_MAX_AGE_SECONDS": "3600",
+        "NURTURE_RESEND_INTERVAL_SECONDS": "0",
+        "NURTURE_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8",
+        "NURTURE_CORS_ORIGINS": "https://clinic.example.org/, http://localhost:3000",
+        "NURTURE_SIGNUP_PER_IP_PER_HOUR": "7",
+        "NURTURE_SIGNUP_PER_ADDRESS_PER_HOUR": "2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert WebOptions.from_settings(load_settings()) == WebOptions(
+        confirm_max_age_seconds=3600, resend_interval_seconds=0,
+        trusted_proxies=frozenset({"127.0.0.1/32", "10.0.0.0/8"}),
+        cors_origins=("https://clinic.example.org", "http://localhost:3000"),
+        signup_per_ip_per_hour=7, signup_per_address_per_hour=2)
+
+
+def test_defaults_give_the_default_options() -> None:
+    settings = load_settings()
+    assert WebOptions.from_settings(settings) == WebOptions()
+    assert AdminOptions.from_settings(settings).enabled is False
+    throttle = throttle_from(settings)
+    assert throttle.limiter is None and throttle.breaker is not None
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("NURTURE_TRUSTED_PROXIES", "proxy.local", "is not an IP address"),
+    ("NURTURE_CORS_ORIGINS", "https://a.example/path", "is not an origin"),
+    ("NURTURE_SIGNUP_PER_IP_PER_HOUR", "0", "greater than or equal to 1"),
+    ("NURTURE_CONFIRM_MAX_AGE_SECONDS", "7d", "valid integer"),
+    ("NURTURE_RATE_PER_SECOND", "fast", "valid number"),
+    ("NURTURE_RATE_PER_MINUTE", "-1", "greater than or equal to 0"),
+    ("NURTURE_SCHEDULER_PROCESSES", "0", "greater than or equal to 1"),
+    ("NURTURE_SCHEDULER_PROCESSES", "2.5", "valid integer"),
+    ("NURTURE_BREAKER_COOLDOWN_SECONDS", "inf", "finite"),
+    ("NURTURE_BREAKER_MAX_COOLDOWN_SECONDS", "1", "at least NURTURE_BREAKER_COOLDOWN_SECONDS"),
+    ("NURTURE_LOG_LEVEL", "loud", "DEBUG, INFO"),
+])
+def test_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str,
+                                        message: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError, match=variable) as raised:
+        load_settings()
+    assert message in str(raised.value)
+    assert "Value error" not in str(raised.value)
+
+
+def test_relay_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"NURTURE_RATE_PER_SECOND": "12.5", "NURTURE_RATE_PER_MINUTE": "600",
+                        "NURTURE_SCHEDULER_PROCESSES": "3", "NURTURE_BREAKER_FAILURES": "0",
+                        "NURTURE_BREAKER_COOLDOWN_SECONDS": " 15 "}.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert (settings.rate_per_second, settings.rate_per_minute, settings.scheduler_processes,
+            settings.breaker_failures, settings.breaker_cooldown_seconds) == (12.5, 600, 3, 0, 15)
+    throttle = throttle_from(settings)
+    assert throttle.breaker is None and throttle.limiter is not None
+
+
+def test_admin_users_are_parsed_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    first, other = FAST_HASHER.hash("a long enough passphrase"), FAST_HASHER.hash("another one here")
+    assert "," in first, "argon2 hashes contain commas, which the parser must allow"
+    assert parse_admin_users(f" asha:{first} , ops:{other} ") == (("asha", first), ("ops", other))
+    monkeypatch.setenv("NURTURE_ADMIN_USERS", f"asha:{first}")
+    assert AdminOptions.from_settings(load_settings()).password_hash("asha") == first
+    for bad, message in (
+        ("asha:plain-password", "is not name:hash"),
+        ("asha:$argon2id$nonsense", "not an argon2 hash"),
+        (f"asha:{first},asha:{other}", "listed twice"),
+        (f"bad name:{first}", "is not a user name"),
+    ):
+        monkeypatch.setenv("NURTURE_ADMIN_USERS", bad)
+        with pytest.raises(SettingsError, match="NURTURE_ADMIN_USERS") as raised:
+            load_settings()
+        assert message in str(raised.value)
+        assert first not in str(raised.value)
+
+
+def test_unknown_variables_are_the_misspelt_ones() -> None:
+    assert unknown_variables({"NURTURE_SMTP_URL": "x", "NURTURE_SMPT_URL": "x",
+                              "NURTURE_TEST_POSTGRES_URL": "x", "PATH": "/bin"}) == ["NURTURE_SMPT_URL"]
+    assert variable_name("admin_users") == "NURTURE_ADMIN_USERS"
