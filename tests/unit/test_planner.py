@@ -7,15 +7,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
 
+from nurture.content.delays import DelayError, parse_delay
 from nurture.domain.model import ANY_TIME, Condition, Profile, SendWindow, Sequence, Step
 from nurture.engine.planner import (
-    DelayError,
     Plan,
     Skip,
     TimelineEntry,
     in_window,
     next_in_window,
-    parse_delay,
     plan_next,
     timeline,
 )

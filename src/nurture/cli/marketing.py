@@ -7,7 +7,6 @@ import contextlib
 import html
 import json
 import sys
-import uuid
 from datetime import datetime
 from email.utils import parseaddr
 from pathlib import Path
@@ -19,8 +18,7 @@ from nurture.content.library import Content, load_content
 from nurture.content.personas import Persona, PersonaInvalid, parse_persona
 from nurture.domain.model import Sequence, Step
 from nurture.engine.ports import OutgoingMessage
-from nurture.engine.tokens import LinkMaker
-from nurture.rendering.library import Recipient, build_message
+from nurture.services.previews import render_step
 
 
 class MarketingError(Exception):
@@ -51,32 +49,6 @@ def _steps(sequence: Sequence, key: str | None) -> list[Step]:
         known = ", ".join(s.key for s in sequence.steps)
         raise MarketingError(f"sequence '{sequence.key}' has no step '{key}' (steps: {known})")
     return [step]
-
-
-def _preview_links(settings: Settings) -> LinkMaker:
-    from nurture.services.runtime import links_from
-
-    return links_from(settings)
-
-
-def render_step(settings: Settings, content: Content, sequence: Sequence, step: Step,
-                persona: Persona, *, to: str, now: datetime,
-                subject_prefix: str = "") -> tuple[bytes, str, str, str]:
-    """(raw message, subject, html, text) for a made-up subscriber; no database involved."""
-    from dataclasses import replace
-
-    from nurture.services.runtime import brand_from
-
-    links = _preview_links(settings).for_subscriber(uuid.UUID(int=0))
-    rendered = content.library.render(sequence, step, Recipient(to, persona.first_name,
-                                                                 persona.profile),
-                                      links, brand_from(settings))
-    if subject_prefix:
-        rendered = replace(rendered, subject=subject_prefix + rendered.subject)
-    message_id = f"<preview.{sequence.key}.{step.key}.{uuid.uuid4().hex}@{settings.sender_domain}>"
-    data = build_message(rendered, to=to, message_id=message_id, links=links, date=now,
-                         extra_headers={"X-Nurture-Test": "yes"} if subject_prefix else {})
-    return data, rendered.subject, rendered.html, rendered.text
 
 
 def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:

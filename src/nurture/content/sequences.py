@@ -11,10 +11,10 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from nurture.content.delays import DELAY_FORMS, DelayError, parse_delay
 from nurture.domain.model import WEEKDAY_NAMES, Condition, SendWindow, Sequence, Step
 from nurture.domain.problems import ContentProblem
 from nurture.domain.reasons import KNOWN_REASONS
-from nurture.engine.planner import DELAY_FORMS, DelayError, parse_delay
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 KNOWN_EXIT_EVENTS = frozenset({"consult_booked"})

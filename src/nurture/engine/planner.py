@@ -5,7 +5,6 @@ No clock, storage or I/O: every instant comes in as an argument and goes out as 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -16,28 +15,17 @@ from nurture.domain.model import Profile, SendWindow, Sequence, Step
 from nurture.engine.ports import NextDelivery
 
 __all__ = [
-    "DelayError",
     "Plan",
     "Skip",
     "TimelineEntry",
     "in_window",
     "next_in_window",
-    "parse_delay",
     "plan_next",
     "timeline",
 ]
 
 # A week plus today always holds a window day; the extra day covers a window lost in a DST gap.
 _SEARCH_DAYS = 8
-
-DELAY_FORMS = "0, 90m, 36h, 2d, 1w, 1w2d, 1d12h"
-_DELAY_RE = re.compile(
-    r"(?:(?P<w>[0-9]+)w)?(?:(?P<d>[0-9]+)d)?(?:(?P<h>[0-9]+)h)?(?:(?P<m>[0-9]+)m)?",
-)
-
-
-class DelayError(ValueError):
-    """A delay text that is not one of the accepted forms."""
 
 
 @dataclass(frozen=True)
@@ -78,25 +66,6 @@ class TimelineEntry:
     skipped_reason: str | None
     """For a skipped step the due times are when its delay ran out, not moved into the window."""
     moved_by_window: bool
-
-
-def parse_delay(text: str) -> timedelta:
-    """Parse "0", "90m", "36h", "2d", "1w", "1w2d", "1d12h": whole units, largest first, no sign."""
-    cleaned = text.strip()
-    if cleaned == "0":
-        return timedelta(0)
-    match = _DELAY_RE.fullmatch(cleaned)
-    # The pattern matches the empty string, so require at least one unit to have been given.
-    if cleaned == "" or match is None or not any(match.groupdict().values()):
-        raise DelayError(
-            f"invalid delay {text!r}: use whole numbers of weeks (w), days (d), hours (h) "
-            f"and minutes (m), largest unit first, no sign or spaces, e.g. {DELAY_FORMS}"
-        )
-    parts = {unit: int(value or 0) for unit, value in match.groupdict().items()}
-    try:
-        return timedelta(weeks=parts["w"], days=parts["d"], hours=parts["h"], minutes=parts["m"])
-    except OverflowError:
-        raise DelayError(f"delay {text!r} is too large") from None
 
 
 def in_window(window: SendWindow, time_zone: str, at: datetime) -> bool:

@@ -24,7 +24,6 @@ from starlette.datastructures import ImmutableMultiDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
-from nurture.cli.marketing import render_step
 from nurture.config import Settings
 from nurture.content.library import Content
 from nurture.content.personas import Persona
@@ -39,6 +38,7 @@ from nurture.domain.people import (
 from nurture.domain.reasons import KNOWN_REASONS, REASONS
 from nurture.engine.planner import TimelineEntry, timeline
 from nurture.engine.ports import DeliveryStatus, OutgoingMessage, SendResult
+from nurture.services.previews import render_step
 from nurture.services.runtime import Runtime
 from nurture.smtp.factory import transport_from_settings
 from nurture.store.models import Delivery, Enrollment, Subscriber
