@@ -108,11 +108,8 @@ class SchedulerService:
             log.exception("reaping expired leases failed")
 
     def reload_content(self) -> None:
-        try:
-            if self.runtime.content.reload_if_changed():
-                self.record_content_version()
-        except Exception:
-            log.exception("content reload failed; the last good version keeps sending")
+        if self.runtime.content.refresh():
+            self.record_content_version()
 
     def record_content_version(self) -> None:
         content = self.runtime.content.current

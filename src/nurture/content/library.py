@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +17,8 @@ from nurture.content.warnings import check_warnings
 from nurture.domain.model import Sequence
 from nurture.domain.problems import ContentInvalid, ContentProblem, Severity
 from nurture.rendering.library import TemplateLibrary
+
+log = logging.getLogger(__name__)
 
 # Files in sequences/ that configure sequences rather than define one.
 NOT_SEQUENCES = frozenset({"selection.yaml"})
@@ -115,14 +121,23 @@ def load_content(sequences_dir: Path, templates_dir: Path, *, rules: bool = Fals
 
 
 class ContentHolder:
-    """Keeps the last good content; a reload that fails validation is refused whole and logged."""
+    """Keeps the last good content; a reload that fails validation is refused whole and logged.
 
-    def __init__(self, sequences_dir: Path, templates_dir: Path, *, rules: bool = False) -> None:
+    The one place where content is reloaded: the scheduler's job calls `refresh`, the web app and the
+    admin pages call `fresh` on their requests. Safe to share between threads.
+    """
+
+    def __init__(self, sequences_dir: Path, templates_dir: Path, *, rules: bool = False,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.sequences_dir = sequences_dir
         self.templates_dir = templates_dir
         self.rules = rules
         self._current = load_content(sequences_dir, templates_dir, rules=rules)
         self.last_refused: ContentInvalid | None = None
+        self._monotonic = monotonic
+        # The first `fresh` call looks at the files: the holder may have been built long before.
+        self._checked_at = -math.inf
+        self._lock = threading.Lock()
 
     def __call__(self) -> Content:
         return self._current
@@ -131,11 +146,26 @@ class ContentHolder:
     def current(self) -> Content:
         return self._current
 
+    def fresh(self, max_age_seconds: float) -> Content:
+        """The current content, after looking at the files if that was last done longer ago than
+        `max_age_seconds`: marketers edit files and reload a page."""
+        if self._monotonic() - self._checked_at >= max_age_seconds:
+            self.refresh()
+        return self._current
+
+    def refresh(self) -> bool:
+        """Look at the files now; True when a new version took over. Never raises: whatever goes
+        wrong is logged and the last good version stays."""
+        with self._lock:
+            self._checked_at = self._monotonic()
+            try:
+                return self.reload_if_changed()
+            except Exception:
+                log.exception("content reload failed; the last good version stays")
+                return False
+
     def reload_if_changed(self) -> bool:
         """Load the files again if their hash changed; True when a new version took over."""
-        import logging
-
-        log = logging.getLogger(__name__)
         version, _ = content_version(self.sequences_dir, self.templates_dir)
         if version == self._current.version:
             return False

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -345,25 +343,6 @@ def recent_deliveries(engine: Engine, *, status: str | None, limit: int) -> list
     ]
 
 
-class _ContentRefresh:
-    """Marketers edit files and reload the page: pick up new content, at most every few seconds."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-        self._lock = threading.Lock()
-        self._checked_at = 0.0
-
-    def __call__(self) -> Content:
-        with self._lock:
-            if time.monotonic() - self._checked_at >= CONTENT_REFRESH_SECONDS:
-                self._checked_at = time.monotonic()
-                try:
-                    self._runtime.content.reload_if_changed()
-                except Exception:
-                    log.exception("content reload failed; keeping the current version")
-        return self._runtime.content.current
-
-
 def _safe_next(target: str | None) -> str:
     """Only a path under /admin: a login link must not send anyone to another site."""
     if not target or not target.startswith("/admin") or "\\" in target:
@@ -399,7 +378,9 @@ def admin_router(settings: Settings, runtime: Runtime, *, clock: Callable[[], da
 
     auth = AdminAuth(options, settings.secret_key, secure=secure, clock=clock)
     csrf = CsrfGuard(settings.secret_key, secure=secure)
-    content_now = _ContentRefresh(runtime)
+    def content_now() -> Content:
+        return runtime.content.fresh(CONTENT_REFRESH_SECONDS)
+
     sign_in_limit = SlidingWindowLimiter(SIGN_INS_PER_WINDOW, SIGN_IN_WINDOW)
 
     def peer(request: Request) -> str:

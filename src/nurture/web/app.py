@@ -174,10 +174,7 @@ class Enroller:
             if time.monotonic() - self._checked_at < CONTENT_REFRESH_SECONDS:
                 return
             self._checked_at = time.monotonic()
-            try:
-                self._content.reload_if_changed()
-            except Exception:
-                log.exception("content reload failed; keeping the current version")
+            self._content.refresh()
             selection, problems = load_selection_file(self._path)
             if selection is None:
                 # The last good rules keep working, as with sequence files.
