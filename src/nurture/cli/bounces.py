@@ -10,14 +10,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
-from nurture.cli.arguments import instant_argument
+from nurture.cli.arguments import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Commands, instant_argument
 from nurture.clock import utcnow
 from nurture.config import Settings
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Commands) -> None:
     """Add `bounces ingest` to the `nurture` command's subcommands."""
     bounces = subparsers.add_parser("bounces", help="bounce and complaint reports")
     actions = bounces.add_subparsers(dest="bounces_command", required=True, metavar="ACTION")

@@ -6,12 +6,12 @@ import argparse
 import contextlib
 import html
 import json
-import sys
 from datetime import datetime
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
+from nurture.cli.arguments import CommandError, Commands, say
 from nurture.clock import parse_instant, utcnow
 from nurture.config import Settings
 from nurture.content.library import Content, load_content
@@ -19,14 +19,6 @@ from nurture.content.personas import Persona, PersonaInvalid, parse_persona
 from nurture.domain.model import Sequence, Step
 from nurture.engine.ports import OutgoingMessage
 from nurture.services.previews import render_step
-
-
-class MarketingError(Exception):
-    """A problem with the arguments of a marketer's command, printed as one line."""
-
-
-def _write(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
 
 
 def _content(settings: Settings) -> Content:
@@ -38,7 +30,7 @@ def _persona(args: argparse.Namespace) -> Persona:
         return parse_persona(args.persona, discreet=args.discreet, locale=args.locale,
                              time_zone=getattr(args, "time_zone", None))
     except PersonaInvalid as error:
-        raise MarketingError(str(error)) from None
+        raise CommandError(str(error)) from None
 
 
 def _steps(sequence: Sequence, key: str | None) -> list[Step]:
@@ -47,7 +39,7 @@ def _steps(sequence: Sequence, key: str | None) -> list[Step]:
     step = sequence.step(key)
     if step is None:
         known = ", ".join(s.key for s in sequence.steps)
-        raise MarketingError(f"sequence '{sequence.key}' has no step '{key}' (steps: {known})")
+        raise CommandError(f"sequence '{sequence.key}' has no step '{key}' (steps: {known})")
     return [step]
 
 
@@ -61,7 +53,7 @@ def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
     for step in _steps(sequence, args.step):
         if step.when is not None and not step.when.matches(persona.profile):
             rows.append((step.key, "(skipped for this persona: " + step.when.describe() + ")"))
-            _write(f"{step.key}: skipped for this persona ({step.when.describe()})")
+            say(f"{step.key}: skipped for this persona ({step.when.describe()})")
             continue
         data, subject, body_html, text = render_step(settings, content, sequence, step, persona,
                                                      to=persona.email, now=utcnow())
@@ -69,7 +61,7 @@ def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
         (out / f"{step.key}.txt").write_text(text, encoding="utf-8")
         (out / f"{step.key}.eml").write_bytes(data)
         rows.append((step.key, subject))
-        _write(f"{step.key}: {subject}  ->  {out / step.key}.html|.txt|.eml")
+        say(f"{step.key}: {subject}  ->  {out / step.key}.html|.txt|.eml")
     items = "\n".join(
         f'<li><a href="{html.escape(key)}.html">{html.escape(key)}</a>: {html.escape(subject)} '
         f'(<a href="{html.escape(key)}.txt">text</a>, <a href="{html.escape(key)}.eml">.eml</a>)</li>'
@@ -89,7 +81,7 @@ def _serve(directory: Path, port: int) -> None:
 
     handler = functools.partial(SimpleHTTPRequestHandler, directory=str(directory))
     with ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
-        _write(f"previews at http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C to stop)")
+        say(f"previews at http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C to stop)")
         with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
 
@@ -124,14 +116,14 @@ def cmd_timeline(settings: Settings, args: argparse.Namespace) -> int:
                      "utc": entry.due_at_utc.strftime("%Y-%m-%d %H:%M UTC"),
                      "sent": entry.skipped_reason is None, "note": "; ".join(notes)})
     if args.json:
-        _write(json.dumps(rows, indent=2))
+        say(json.dumps(rows, indent=2))
         return 0
-    _write(f"{sequence.name} for {persona.label()} in {persona.profile.time_zone}, "
+    say(f"{sequence.name} for {persona.label()} in {persona.profile.time_zone}, "
            f"starting {start.isoformat()}")
     width = max((len(r["step"]) for r in rows), default=4)
     for row in rows:
         local = row["local"] if row["sent"] else "-"
-        _write(f"  {row['step']:<{width}}  {local:<26} {row['utc'] if row['sent'] else '':<21} "
+        say(f"  {row['step']:<{width}}  {local:<26} {row['utc'] if row['sent'] else '':<21} "
                f"{row['note']}")
     return 0
 
@@ -143,7 +135,7 @@ def cmd_send_test(settings: Settings, args: argparse.Namespace) -> int:
     try:
         to = normalize_email(args.to)
     except PersonInvalid as error:
-        raise MarketingError(str(error)) from None
+        raise CommandError(str(error)) from None
     content = _content(settings)
     sequence = content.sequence(args.sequence)
     [step] = _steps(sequence, args.step)
@@ -157,9 +149,9 @@ def cmd_send_test(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         transport.close()
     if not result.ok:
-        raise MarketingError(f"the SMTP server refused the test email: {result.code} "
+        raise CommandError(f"the SMTP server refused the test email: {result.code} "
                              f"{result.message}")
-    _write(f"sent test email '{subject}' ({len(data)} bytes); it is not recorded in the results")
+    say(f"sent test email '{subject}' ({len(data)} bytes); it is not recorded in the results")
     return 0
 
 
@@ -176,7 +168,7 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     since = parse_instant(args.since) if args.since else None
     rows = ordered(step_stats(engine, sequence=args.sequence, since=since), order)
     if args.json:
-        _write(json.dumps([r.as_dict() for r in rows], indent=2))
+        say(json.dumps([r.as_dict() for r in rows], indent=2))
         return 0
     headers = ["sequence", "step", *DELIVERY_COLUMNS, "unsubscribed", "paused", "converted"]
     table = [[r.sequence, r.step, *(str(r.counts.get(c, 0)) for c in DELIVERY_COLUMNS),
@@ -184,11 +176,11 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
              for r in rows]
     widths = [max(len(h), *(len(row[i]) for row in table)) if table else len(h)
               for i, h in enumerate(headers)]
-    _write("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    say("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
     for row in table:
-        _write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+        say("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
     if not table:
-        _write("(no deliveries yet)")
+        say("(no deliveries yet)")
     return 0
 
 
@@ -199,7 +191,7 @@ def _persona_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--locale", help="e.g. en-IN")
 
 
-def register(commands: Any) -> None:
+def register(commands: Commands) -> None:
     preview = commands.add_parser("preview", help="render each step to HTML, text and .eml files")
     preview.add_argument("sequence")
     preview.add_argument("step", nargs="?")

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from nurture.cli.arguments import CommandError, Commands
 from nurture.config import Settings, unknown_variables, variable_name
 
 # Shown as *** by `config check`.
@@ -110,11 +111,11 @@ def _subscriber_id(settings: Settings, email: str) -> tuple[Any, uuid.UUID]:
     try:
         address = normalize_email(email)
     except PersonInvalid as error:
-        raise OperatorError(str(error)) from None
+        raise CommandError(str(error)) from None
     with engine.connect() as conn:
         found = conn.execute(select(Subscriber.id).where(Subscriber.email == address)).scalar()
     if found is None:
-        raise OperatorError("no subscriber has this address")
+        raise CommandError("no subscriber has this address")
     return engine, found
 
 
@@ -133,7 +134,7 @@ def cmd_subscribers_erase(settings: Settings, args: Any) -> int:
 
     engine, subscriber_id = _subscriber_id(settings, args.email)
     if not args.yes:
-        raise OperatorError("erasing cannot be undone; add --yes to confirm")
+        raise CommandError("erasing cannot be undone; add --yes to confirm")
     AccountStore(engine).erase(subscriber_id, now=utcnow())
     sys.stdout.write("erased: only a hash of the address remains, so nothing is sent to it again\n")
     return 0
@@ -147,23 +148,20 @@ def cmd_admin_hash_password(settings: Settings, args: Any) -> int:
     if sys.stdin.isatty():
         first = getpass.getpass("password for the new admin: ")
         if getpass.getpass("again: ") != first:
-            raise OperatorError("the two passwords differ")
+            raise CommandError("the two passwords differ")
     else:
         first = sys.stdin.readline().rstrip("\n")
     try:
         hashed = hash_password(first)
     except ValueError as error:
-        raise OperatorError(str(error)) from None
+        raise CommandError(str(error)) from None
     sys.stdout.write(f"{args.name}:{hashed}\n")
     sys.stderr.write("add this to NURTURE_ADMIN_USERS (comma-separated with any others)\n")
     return 0
 
 
-class OperatorError(Exception):
-    """A problem with an operator's command, printed as one line."""
 
-
-def register(commands: Any) -> None:
+def register(commands: Commands) -> None:
     status = commands.add_parser("status", help="scheduler processes, queue depth, oldest due")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=cmd_status)
