@@ -26,7 +26,6 @@ NOT_YET = frozenset({
     "src/nurture/store/accounts.py",
     "src/nurture/store/repository.py",
     "src/nurture/web/admin.py",
-    "src/nurture/web/app.py",
 })
 
 
