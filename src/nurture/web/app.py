@@ -18,8 +18,8 @@ from nurture.clock import utcnow
 from nurture.config import DEFAULT_SECRET_KEY, Environment, Settings, SettingsError
 from nurture.services.runtime import Runtime, runtime_from
 from nurture.web import api, crisis, links, ops, preferences, signup
-from nurture.web.admin import admin_router
-from nurture.web.admin_auth import AdminOptions
+from nurture.web.admin.auth import AdminOptions
+from nurture.web.admin.router import install_admin
 from nurture.web.context import build_context
 from nurture.web.dependencies import Refused, context_of
 from nurture.web.options import WebOptions
@@ -59,9 +59,8 @@ def create_app(
     for router in (signup.router, crisis.router, links.router, preferences.router, api.router,
                    ops.router):
         app.include_router(router)
-    app.include_router(admin_router(settings, runtime, clock=clock,
-                                    options=AdminOptions.from_settings(settings),
-                                    client_ip=web.client_ip))
+    install_admin(app, settings, runtime, clock=clock, options=AdminOptions.from_settings(settings),
+                  client_ip=web.client_ip)
     return app
 
 
