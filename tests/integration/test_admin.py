@@ -22,13 +22,9 @@ from nurture.content.library import ContentHolder
 from nurture.services.runtime import Runtime
 from nurture.store.models import Delivery
 from nurture.store.repository import SqlStore
-from nurture.web.admin import PREVIEW_CSP, mask_address, redact_addresses
-from nurture.web.admin_auth import (
-    SESSION_COOKIE,
-    AdminAuth,
-    AdminOptions,
-    hash_password,
-)
+from nurture.web.admin.auth import SESSION_COOKIE, AdminAuth, AdminOptions, hash_password
+from nurture.web.admin.formatting import mask_address, redact_addresses
+from nurture.web.admin.previews import PREVIEW_CSP
 from nurture.web.app import create_app
 from nurture.web.charts import FunnelStage, funnel_svg
 from nurture.web.options import WebOptions

@@ -151,7 +151,7 @@ def test_admin_password_hash_command(cli_env: dict[str, str]) -> None:
     import subprocess
     import sys
 
-    from nurture.web.admin_auth import AdminOptions
+    from nurture.web.admin.auth import AdminOptions
 
     made = subprocess.run([sys.executable, "-m", "nurture", "admin", "hash-password", "asha"],
                           input="a long enough passphrase\n", env=cli_env, capture_output=True,

@@ -44,7 +44,8 @@ from nurture.store.models import (
     suppression_table,
 )
 from nurture.store.repository import SqlStore
-from nurture.web.app import FALLBACK_CRISIS, create_app, load_crisis
+from nurture.web.app import create_app
+from nurture.web.crisis import FALLBACK_CRISIS, load_crisis
 from nurture.web.forms import CONSENT_TEXT_SHA256
 from nurture.web.options import WebOptions
 from nurture.web.security import CONTENT_SECURITY_POLICY

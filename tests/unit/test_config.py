@@ -13,7 +13,7 @@ from nurture.config import (
     variable_name,
 )
 from nurture.services.runtime import throttle_from
-from nurture.web.admin_auth import AdminOptions
+from nurture.web.admin.auth import AdminOptions
 from nurture.web.options import WebOptions
 
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)

@@ -143,7 +143,7 @@ def cmd_subscribers_erase(settings: Settings, args: Any) -> int:
 def cmd_admin_hash_password(settings: Settings, args: Any) -> int:
     import getpass
 
-    from nurture.web.admin_auth import hash_password
+    from nurture.web.admin.auth import hash_password
 
     if sys.stdin.isatty():
         first = getpass.getpass("password for the new admin: ")

@@ -11,6 +11,7 @@ import secrets
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -97,6 +98,27 @@ class SlidingWindowLimiter:
                 return max(1.0, hits[0] + self.window - moment)
             hits.append(moment)
             return None
+
+
+@dataclass(frozen=True)
+class SignupLimits:
+    """The signup limits: per client IP, and per address once the address is valid."""
+
+    per_ip: SlidingWindowLimiter
+    per_address: SlidingWindowLimiter
+
+    @classmethod
+    def per_hour(cls, per_ip: int, per_address: int) -> SignupLimits:
+        hour = timedelta(hours=1)
+        return cls(SlidingWindowLimiter(per_ip, hour), SlidingWindowLimiter(per_address, hour))
+
+    def retry_after(self, ip: str | None, email: str | None, now: datetime) -> float | None:
+        """Count one signup; None when allowed, else the seconds to wait. `email` is normalized."""
+        retry = self.per_ip.hit(ip or "unknown", now)
+        if retry is None and email is not None:
+            # Keyed by a digest, as the suppression list is, so no address is held in memory.
+            retry = self.per_address.hit(hashlib.sha256(email.encode("utf-8")).hexdigest(), now)
+        return retry
 
 
 def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

@@ -1,0 +1,124 @@
+"""The results page: per sequence and step, the deliveries by status and what people did after each
+step, over a chosen range of dates, with a funnel chart of the emails sent."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
+
+from nurture.domain.model import Sequence
+from nurture.store.admin_views import step_stats_between
+from nurture.store.stats import DELIVERY_COLUMNS, StepStats
+from nurture.web.admin.context import Admin, AdminContext, SignedIn, first, page, strings
+from nurture.web.charts import FunnelStage, funnel_svg, percent_of
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+
+
+@dataclass(frozen=True)
+class StatsRow:
+    step: str
+    counts: tuple[int, ...]
+    unsubscribed_after: int
+    paused_after: int
+    converted_after: int
+    share: str
+    known: bool
+
+
+@dataclass(frozen=True)
+class SequenceResults:
+    key: str
+    name: str
+    rows: tuple[StatsRow, ...]
+    chart: Markup
+    sent: int
+
+
+@dataclass
+class DateRange:
+    since: date | None = None
+    until: date | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def since_at(self) -> datetime | None:
+        return None if self.since is None else datetime.combine(self.since, datetime.min.time(), UTC)
+
+    @property
+    def until_before(self) -> datetime | None:
+        """The end as an exclusive instant: `until` is a whole (UTC) day, included."""
+        if self.until is None:
+            return None
+        return datetime.combine(self.until + timedelta(days=1), datetime.min.time(), UTC)
+
+
+def parse_range(fields: Mapping[str, list[str]]) -> DateRange:
+    found = DateRange()
+    for name in ("since", "until"):
+        raw = first(fields, name)
+        if not raw:
+            continue
+        try:
+            setattr(found, name, date.fromisoformat(raw))
+        except ValueError:
+            found.errors[name] = "Write the date as YYYY-MM-DD, e.g. 2026-03-01."
+    if found.since and found.until and found.until < found.since:
+        found.errors["until"] = "The end date must not be before the start date."
+        found.until = None
+    return found
+
+
+def sequence_results(key: str, sequence: Sequence | None,
+                     stats: Mapping[tuple[str, str], StepStats]) -> SequenceResults:
+    """One sequence's rows in its step order (steps no longer in the content last) and its chart."""
+    order = [step.key for step in sequence.steps] if sequence is not None else []
+    order += sorted(step for seq, step in stats if seq == key and step not in order)
+    rows_stats = [stats.get((key, step)) or StepStats(key, step) for step in order]
+    first_sent = rows_stats[0].counts.get("sent", 0) if rows_stats else 0
+    rows = tuple(
+        StatsRow(step=row.step, counts=tuple(row.counts.get(c, 0) for c in DELIVERY_COLUMNS),
+                 unsubscribed_after=row.unsubscribed_after, paused_after=row.paused_after,
+                 converted_after=row.converted_after,
+                 share=percent_of(row.counts.get("sent", 0), first_sent),
+                 known=sequence is not None and sequence.step(row.step) is not None)
+        for row in rows_stats)
+    stages = [FunnelStage(row.step, row.counts.get("sent", 0),
+                          f"{row.unsubscribed_after} unsubscribed after"
+                          if row.unsubscribed_after else "")
+              for row in rows_stats]
+    name = sequence.name if sequence is not None else key
+    return SequenceResults(
+        key=key, name=name, rows=rows, sent=sum(stage.value for stage in stages),
+        chart=funnel_svg(f"Emails sent per step: {name}", stages, chart_id=f"funnel-{key}"))
+
+
+def results_context(admin: AdminContext, chosen: str | None, dates: DateRange) -> dict[str, Any]:
+    content = admin.content()
+    stats = step_stats_between(admin.runtime.engine, sequence=chosen, since=dates.since_at,
+                               until=dates.until_before)
+    keys = sorted({k for k in content.sequences if k != "system"} | {seq for seq, _ in stats})
+    if chosen is not None:
+        keys = [k for k in keys if k == chosen]
+    results = [sequence_results(key, content.sequences.get(key), stats) for key in keys]
+    return {"results": results, "columns": DELIVERY_COLUMNS,
+            "all_sequences": sorted(k for k in content.sequences if k != "system")}
+
+
+@router.api_route("/results", methods=["GET", "HEAD"])
+async def results(request: Request, admin: Admin, user: SignedIn) -> Response:
+    fields = strings(request.query_params)
+    dates = parse_range(fields)
+    chosen = first(fields, "sequence") or None
+    context = await run_in_threadpool(results_context, admin, chosen, dates)
+    return page(admin, request, "results.html", user=user, section="results",
+                status=422 if dates.errors else 200, errors=dates.errors,
+                since=first(fields, "since") or "", until=first(fields, "until") or "",
+                chosen=chosen or "", **context)

@@ -1,0 +1,59 @@
+"""The crisis resources page (/help, and the answer to a signup from someone unsafe), read from the
+locale files as the emails read them, with a built-in text when none can be read."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Final
+
+import yaml
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, Response
+
+from nurture.rendering.library import CrisisInfo, LocaleError, parse_crisis
+from nurture.web.context import WebContext
+from nurture.web.dependencies import Web
+from nurture.web.forms import LOCALES
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(include_in_schema=False)
+
+# Shown when no locale file can be read: a safety page must never fail to say something useful.
+FALLBACK_CRISIS: Final = CrisisInfo(
+    heading="If you are in danger right now",
+    text="Please call your local emergency number. A local helpline for domestic abuse or for "
+         "emotional crisis can also listen, in confidence, and help you think about next steps.",
+    lines=(),
+)
+
+
+def load_crisis(templates_dir: Path, locale: str) -> CrisisInfo:
+    """Crisis resources from templates/locales/<locale>.yaml: the exact locale, then its language,
+    then "en", then a built-in text. `locale` must be one of LOCALES: it becomes a file name."""
+    if locale not in LOCALES:
+        locale = "en"
+    candidates = [locale, locale.lower(), locale.split("-", 1)[0], "en"]
+    for key in dict.fromkeys(candidates):
+        path = templates_dir / "locales" / f"{key}.yaml"
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        try:
+            # Read as the emails read it, so the page and the footer never disagree.
+            return parse_crisis(data.get("crisis") if isinstance(data, dict) else None)
+        except LocaleError:
+            log.error("locale file has no usable crisis section", extra={"file": str(path)})
+    return FALLBACK_CRISIS
+
+
+def crisis_page(web: WebContext, locale: str, *, after_signup: bool) -> HTMLResponse:
+    crisis = load_crisis(web.settings.templates_dir, locale)
+    return web.pages.render("crisis.html", crisis=crisis, after_signup=after_signup, lang=locale)
+
+
+@router.api_route("/help", methods=["GET", "HEAD"], response_class=HTMLResponse)
+async def help_page(web: Web, locale: str = "en") -> Response:
+    return crisis_page(web, locale if locale in LOCALES else "en", after_signup=False)

@@ -1,0 +1,175 @@
+"""The preferences page behind every email's link: pause and resume, answers, discreet mode,
+unsubscribe, a download of one's data, and erasure. Each button is one action below."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+
+from nurture.domain.reasons import REASONS
+from nurture.engine.ports import SubscriberStatus
+from nurture.store.accounts import Account
+from nurture.web.context import WebContext
+from nurture.web.dependencies import Caller, CheckedForm, Client, PreferencesToken, Web
+from nurture.web.forms import check_answers, pause_until
+from nurture.web.replies import form_page, gone
+
+router = APIRouter(include_in_schema=False)
+
+
+def _mask_email(email: str) -> str:
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}•••@{domain}"
+
+
+def _local_day(moment: datetime, time_zone: str) -> str:
+    local = moment.astimezone(ZoneInfo(time_zone))
+    return f"{local:%A} {local.day} {local:%B %Y}"
+
+
+def preferences_page(web: WebContext, request: Request, account: Account, token: str, *,
+                     status: int = 200, notice: str = "",
+                     errors: Mapping[str, str] | None = None) -> Response:
+    today = web.clock().astimezone(ZoneInfo(account.time_zone)).date()
+    paused_until = account.paused_until
+    return form_page(
+        web, request, "preferences.html", status=status, token=token, account=account,
+        masked_email=_mask_email(account.email),
+        unsubscribed=account.status is not SubscriberStatus.ACTIVE
+        and account.status is not SubscriberStatus.PENDING,
+        pending=account.status is SubscriberStatus.PENDING,
+        has_enrollment=bool(account.enrollments), is_paused=account.is_paused,
+        paused_until=_local_day(paused_until, account.time_zone) if paused_until else "",
+        reasons=REASONS, chosen=account.hesitations, notice=notice, errors=errors or {},
+        min_date=(today + timedelta(days=1)).isoformat(),
+        max_date=(today + timedelta(days=366)).isoformat(),
+    )
+
+
+@dataclass(frozen=True)
+class Change:
+    """One press of a button on the preferences page, by the subscriber the link names."""
+
+    web: WebContext
+    request: Request
+    token: str
+    subscriber: UUID
+    account: Account
+    form: FormData
+    caller: Client
+    now: datetime
+
+    def refused(self, errors: Mapping[str, str]) -> Response:
+        """The page again, with what to fix next to the button."""
+        return preferences_page(self.web, self.request, self.account, self.token, status=422,
+                                errors=errors)
+
+
+# An action answers with a whole page, or with the notice to show on the updated preferences page.
+Action = Callable[[Change], Awaitable[Response | str]]
+
+
+async def pause(change: Change) -> Response | str:
+    time_zone = change.account.time_zone
+    until, error = pause_until(change.form, now=change.now, time_zone=time_zone)
+    if until is None:
+        return change.refused({"pause": error})
+    count = await run_in_threadpool(
+        change.web.accounts.pause, change.subscriber, until=until,
+        consent=change.caller.consent("pause", "preferences"), now=change.now)
+    if not count:
+        return "There is nothing to pause at the moment."
+    return (f"Paused until {_local_day(until, time_zone)}. The emails start again by themselves "
+            "after that.")
+
+
+async def resume(change: Change) -> Response | str:
+    count = await run_in_threadpool(
+        change.web.accounts.resume, change.subscriber,
+        consent=change.caller.consent("resume", "preferences"), now=change.now)
+    return "Welcome back: your emails are on again." if count else "Your emails were not paused."
+
+
+async def answers(change: Change) -> Response | str:
+    errors: dict[str, str] = {}
+    raw = tuple(value for value in change.form.getlist("hesitations") if isinstance(value, str))
+    chosen = check_answers(raw, errors)
+    if errors:
+        return change.refused(errors)
+    await run_in_threadpool(change.web.accounts.update_answers, change.subscriber, chosen,
+                            now=change.now)
+    return "Thank you. Your answers are updated."
+
+
+async def discreet(change: Change) -> Response | str:
+    on = change.form.get("discreet") == "yes"
+    await run_in_threadpool(change.web.accounts.set_discreet, change.subscriber, on, now=change.now)
+    return ("Discreet mode is on: subjects and the sender name stay neutral." if on
+            else "Discreet mode is off.")
+
+
+async def unsubscribe(change: Change) -> Response | str:
+    await run_in_threadpool(change.web.accounts.unsubscribe, change.subscriber,
+                            consent=change.caller.consent("unsubscribe", "preferences"),
+                            now=change.now)
+    return change.web.pages.render("unsubscribed.html", erased=False)
+
+
+async def export(change: Change) -> Response | str:
+    data = await run_in_threadpool(change.web.accounts.export, change.subscriber)
+    if data is None:
+        return gone(change.web)
+    return JSONResponse(data, headers={"Content-Disposition": 'attachment; filename="my-data.json"'})
+
+
+async def erase(change: Change) -> Response | str:
+    if change.form.get("confirm_erase") != "yes":
+        return change.refused(
+            {"erase": "Please tick the box to confirm that you want everything erased."})
+    await run_in_threadpool(change.web.accounts.erase, change.subscriber, now=change.now)
+    return change.web.pages.render("unsubscribed.html", erased=True)
+
+
+ACTIONS: Final[Mapping[str, Action]] = {
+    "pause": pause, "resume": resume, "answers": answers, "discreet": discreet,
+    "unsubscribe": unsubscribe, "export": export, "erase": erase,
+}
+
+
+@router.api_route("/p/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
+async def preferences_form(request: Request, token: str, subscriber: PreferencesToken,
+                           web: Web) -> Response:
+    account = await run_in_threadpool(web.accounts.account, subscriber)
+    if account is None:
+        return gone(web)
+    return preferences_page(web, request, account, token)
+
+
+@router.post("/p/{token}", response_class=HTMLResponse)
+async def preferences(request: Request, token: str, subscriber: PreferencesToken,
+                      form: CheckedForm, web: Web, caller: Caller) -> Response:
+    account = await run_in_threadpool(web.accounts.account, subscriber)
+    if account is None:
+        return gone(web)
+    name = form.get("action")
+    action = ACTIONS.get(name) if isinstance(name, str) else None
+    if action is None:
+        return preferences_page(web, request, account, token, status=422,
+                                notice="Please choose one of the buttons on this page.")
+    answer = await action(Change(web=web, request=request, token=token, subscriber=subscriber,
+                                 account=account, form=form, caller=caller, now=web.clock()))
+    if isinstance(answer, Response):
+        return answer
+    updated = await run_in_threadpool(web.accounts.account, subscriber)
+    if updated is None:
+        return gone(web)
+    return preferences_page(web, request, updated, token, notice=answer)
