@@ -8,7 +8,6 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from collections.abc import Sequence as Seq
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
@@ -44,12 +43,12 @@ from nurture.engine.ports import (
     EnrollResult,
     LiveState,
     NewEnrollment,
-    NextDelivery,
     Outcome,
     SubscriberSnapshot,
     SubscriberStatus,
 )
 from nurture.store.crypto import DataKeyError, EncryptedList, decrypt_list, decrypt_text
+from nurture.store.enrollment_rows import plan_enrollments
 from nurture.store.models import (
     CLAIMABLE_INDEX,
     CLAIMABLE_SQL,
@@ -59,14 +58,34 @@ from nurture.store.models import (
     Enrollment,
     Subscriber,
     Suppression,
-    address_hash,
     consent_event_table,
     delivery_table,
     enrollment_table,
     subscriber_table,
     suppression_table,
 )
+from nurture.store.outcome_rows import (
+    HeldDelivery,
+    bounced_subscribers,
+    delivery_updates,
+    enrollment_changes,
+    exited_enrollments,
+    next_delivery_rows,
+    suppression_reasons,
+    suppression_rows,
+    wanted_next,
+)
+from nurture.store.rules import (
+    DONE,
+    OPEN_ENROLLMENT,
+    SUPPRESSION_REASON_MAX,
+    address_hash,
+    outcomes_by_delivery,
+    replaceable_by,
+    require_aware,
+)
 from nurture.store.types import UTCDateTime
+from nurture.store.views import DeliveryView, EnrollmentView
 
 log = logging.getLogger(__name__)
 
@@ -76,90 +95,6 @@ Row = Mapping[str, Any]
 # SQLite binds one parameter per IN item; this keeps lists far below its limit. PostgreSQL gets
 # one array parameter instead, whatever the length.
 SQLITE_IN_CHUNK: Final = 1000
-
-DONE: Final = frozenset(
-    {
-        DeliveryStatus.SENT.value,
-        DeliveryStatus.SKIPPED.value,
-        DeliveryStatus.FAILED.value,
-        DeliveryStatus.BOUNCED.value,
-    }
-)
-OPEN_ENROLLMENT: Final = (EnrollmentStatus.ACTIVE.value, EnrollmentStatus.PAUSED.value)
-# Subscribers in these states may be (re)activated by any enrollment.
-ENROLLABLE: Final = (SubscriberStatus.PENDING.value, SubscriberStatus.ACTIVE.value)
-# A fresh explicit opt-in by the person themselves may bring back someone who had left;
-# an import or an operator may not.
-OPT_IN_KINDS: Final = frozenset({"confirm", "resubscribe"})
-REACTIVATABLE_BY_OPT_IN: Final = (
-    SubscriberStatus.UNSUBSCRIBED.value,
-    SubscriberStatus.COMPLAINED.value,
-)
-NIL_UUID: Final = uuid.UUID(int=0)
-
-REASON_SUPPRESSED: Final = "suppressed"
-REASON_ALREADY_ENROLLED: Final = "already enrolled"
-
-
-@dataclass(frozen=True)
-class DeliveryView:
-    """One delivery row as seen by an operator or a test."""
-
-    id: uuid.UUID
-    kind: DeliveryKind
-    sequence_key: str | None
-    step_key: str | None
-    status: DeliveryStatus
-    due_at: datetime
-    attempts: int
-    lease_owner: str | None
-    lease_expires_at: datetime | None
-    sent_at: datetime | None
-    message_id: str | None
-    smtp_code: int | None
-    last_error: str | None
-    skip_reason: str | None
-    content_version: str | None
-
-
-@dataclass(frozen=True)
-class EnrollmentView:
-    """One enrollment row as seen by an operator or a test."""
-
-    id: uuid.UUID
-    sequence_key: str
-    status: EnrollmentStatus
-    last_step_key: str | None
-    last_sent_at: datetime | None
-    enrolled_at: datetime
-    ended_at: datetime | None
-    end_reason: str | None
-
-
-def _require_aware(name: str, value: datetime) -> None:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} must be an aware UTC datetime, got naive {value.isoformat()}")
-
-
-def _check_outcome(outcome: Outcome) -> None:
-    """Refuse contradictory outcomes before anything is written: they are programming errors."""
-    _require_aware("Outcome.at", outcome.at)
-    if outcome.status is DeliveryStatus.SENDING:
-        raise ValueError(f"outcome for {outcome.delivery_id}: SENDING is not an outcome")
-    if outcome.next_delivery is not None and outcome.status not in (
-        DeliveryStatus.SENT,
-        DeliveryStatus.SKIPPED,
-    ):
-        raise ValueError(
-            f"outcome for {outcome.delivery_id}: next_delivery only goes with SENT or SKIPPED"
-        )
-    if outcome.end_enrollment is not None and outcome.end_enrollment not in (
-        EnrollmentStatus.COMPLETED,
-        EnrollmentStatus.EXITED,
-    ):
-        raise ValueError(
-            f"outcome for {outcome.delivery_id}: end_enrollment must be COMPLETED or EXITED"
-        )
 
 
 Column = ColumnElement[Any] | QueryableAttribute[Any]
@@ -196,7 +131,7 @@ class SqlStore:
     def claim_due(
         self, *, now: datetime, owner: str, limit: int, lease: timedelta
     ) -> list[ClaimedDelivery]:
-        _require_aware("now", now)
+        require_aware("now", now)
         if limit <= 0:
             return []
         d = delivery_table
@@ -334,12 +269,7 @@ class SqlStore:
     def record(self, outcomes: Seq[Outcome], *, owner: str) -> None:
         if not outcomes:
             return
-        by_id: dict[uuid.UUID, Outcome] = {}
-        for outcome in outcomes:
-            _check_outcome(outcome)
-            if outcome.delivery_id in by_id:
-                raise ValueError(f"two outcomes for delivery {outcome.delivery_id}")
-            by_id[outcome.delivery_id] = outcome
+        by_id = outcomes_by_delivery(outcomes)
 
         with self._engine.begin() as conn:
             held = self._held_rows(conn, sorted(by_id), owner)
@@ -355,10 +285,11 @@ class SqlStore:
                 return
             # Outcome order, not lock order: the first proposal of a next step wins.
             mine = [outcome for outcome in by_id.values() if outcome.delivery_id in held]
-            self._update_deliveries(conn, mine, held)
+            wanted = wanted_next(mine, held)
+            self._bulk_update(conn, delivery_table, "id", delivery_updates(mine, held))
             self._update_enrollments(conn, mine, held)
             self._apply_suppressions(conn, mine, held)
-            self._queue_next(conn, mine, held)
+            self._queue_next(conn, wanted)
 
     def _held_rows(self, conn: Connection, ids: Seq[uuid.UUID], owner: str) -> dict[uuid.UUID, Any]:
         held: dict[uuid.UUID, Any] = {}
@@ -390,79 +321,20 @@ class SqlStore:
                 held[row.id] = row
         return held
 
-    def _update_deliveries(
-        self, conn: Connection, outcomes: Seq[Outcome], held: dict[uuid.UUID, Any]
-    ) -> None:
-        rows = []
-        for outcome in outcomes:
-            row = held[outcome.delivery_id]
-            status = outcome.status
-            rescheduled = status in (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)
-            rows.append(
-                {
-                    "id": row.id,
-                    "status": status.value,
-                    "due_at": outcome.due_at if rescheduled and outcome.due_at else row.due_at,
-                    "attempts": row.attempts + (1 if outcome.count_attempt else 0),
-                    "lease_owner": None,
-                    "lease_expires_at": None,
-                    "sent_at": outcome.at if status is DeliveryStatus.SENT else row.sent_at,
-                    "message_id": outcome.message_id or row.message_id,
-                    "smtp_code": (
-                        outcome.smtp_code if outcome.smtp_code is not None else row.smtp_code
-                    ),
-                    "last_error": (
-                        outcome.error
-                        if outcome.error is not None and status is not DeliveryStatus.SKIPPED
-                        else row.last_error
-                    ),
-                    "skip_reason": (
-                        outcome.error if status is DeliveryStatus.SKIPPED else row.skip_reason
-                    ),
-                    "content_version": outcome.content_version or row.content_version,
-                }
-            )
-        self._bulk_update(conn, delivery_table, "id", rows)
-
     def _update_enrollments(
         self, conn: Connection, outcomes: Seq[Outcome], held: dict[uuid.UUID, Any]
     ) -> None:
-        sent: dict[uuid.UUID, dict[str, Any]] = {}
-        ends: dict[uuid.UUID, dict[str, Any]] = {}
-        for outcome in sorted(outcomes, key=lambda item: item.at):
-            row = held[outcome.delivery_id]
-            if row.enrollment_id is None:
-                continue
-            if outcome.status is DeliveryStatus.SENT:
-                sent[row.enrollment_id] = {
-                    "id": row.enrollment_id,
-                    "last_step_key": row.step_key,
-                    "last_sent_at": outcome.at,
-                }
-            if outcome.end_enrollment is not None:
-                ends.setdefault(
-                    row.enrollment_id,
-                    {
-                        "id": row.enrollment_id,
-                        "status": outcome.end_enrollment.value,
-                        "ended_at": outcome.at,
-                        "end_reason": outcome.end_reason,
-                    },
-                )
-        self._bulk_update(conn, enrollment_table, "id", list(sent.values()))
+        changes = enrollment_changes(outcomes, held)
+        self._bulk_update(conn, enrollment_table, "id", changes.sent)
         # An enrollment already ended (unsubscribe, bounce) keeps its first reason.
         self._bulk_update(
-            conn, enrollment_table, "id", list(ends.values()), _is_open(enrollment_table.c.status)
+            conn, enrollment_table, "id", changes.ends, _is_open(enrollment_table.c.status)
         )
 
     def _apply_suppressions(
         self, conn: Connection, outcomes: Seq[Outcome], held: dict[uuid.UUID, Any]
     ) -> None:
-        reasons: dict[uuid.UUID, tuple[str, datetime]] = {}
-        for outcome in outcomes:
-            if outcome.suppress_reason:
-                subscriber_id = held[outcome.delivery_id].subscriber_id
-                reasons.setdefault(subscriber_id, (outcome.suppress_reason, outcome.at))
+        reasons = suppression_reasons(outcomes, held)
         if not reasons:
             return
         emails: dict[uuid.UUID, str] = {}
@@ -473,23 +345,13 @@ class SqlStore:
                     select(Subscriber.id, Subscriber.email).where(self._among(Subscriber.id, chunk))
                 )
             )
-        suppressions: dict[str, dict[str, Any]] = {}
-        for subscriber_id, (reason, at) in reasons.items():
-            digest = address_hash(emails[subscriber_id])
-            suppressions.setdefault(
-                digest, {"id": uuid.uuid4(), "address_sha256": digest, "reason": reason, "at": at}
-            )
-        self._bulk_insert(
-            conn, suppression_table, list(suppressions.values()), conflict=["address_sha256"]
-        )
+        suppressions = suppression_rows(reasons, emails)
+        self._bulk_insert(conn, suppression_table, suppressions, conflict=["address_sha256"])
         self._bulk_update(
             conn,
             subscriber_table,
             "id",
-            [
-                {"id": subscriber_id, "status": SubscriberStatus.BOUNCED.value, "updated_at": at}
-                for subscriber_id, (_, at) in reasons.items()
-            ],
+            bounced_subscribers(reasons),
             # An erased subscriber stays erased: that status is a promise to the person.
             subscriber_table.c.status != SubscriberStatus.ERASED.value,
         )
@@ -497,50 +359,25 @@ class SqlStore:
             conn,
             enrollment_table,
             "subscriber_id",
-            [
-                {
-                    "subscriber_id": subscriber_id,
-                    "status": EnrollmentStatus.EXITED.value,
-                    "ended_at": at,
-                    "end_reason": reason,
-                }
-                for subscriber_id, (reason, at) in reasons.items()
-            ],
+            exited_enrollments(reasons),
             _is_open(enrollment_table.c.status),
         )
         log.info("suppressed %d address(es) after permanent failures", len(suppressions))
 
-    def _queue_next(
-        self, conn: Connection, outcomes: Seq[Outcome], held: dict[uuid.UUID, Any]
-    ) -> None:
-        wanted = [
-            (outcome, held[outcome.delivery_id])
-            for outcome in outcomes
-            if outcome.next_delivery is not None
-        ]
+    def _queue_next(self, conn: Connection, wanted: Seq[tuple[Outcome, HeldDelivery]]) -> None:
         if not wanted:
             return
-        if any(row.enrollment_id is None for _, row in wanted):
-            raise ValueError("next_delivery given for a delivery that belongs to no enrollment")
-        open_ids = self._open_enrollments(conn, sorted({row.enrollment_id for _, row in wanted}))
-        rows: list[dict[str, Any]] = []
-        for outcome, row in wanted:
-            if row.enrollment_id not in open_ids:
-                # Ended in this batch or meanwhile (unsubscribe): nothing more to queue.
-                continue
-            assert outcome.next_delivery is not None
-            rows.extend(
-                _delivery_rows(
-                    outcome.next_delivery,
-                    subscriber_id=row.subscriber_id,
-                    enrollment_id=row.enrollment_id,
-                    content_version=outcome.content_version or row.content_version,
-                    now=outcome.at,
-                )
-            )
+        open_ids = self._open_enrollments(
+            conn, sorted({row.enrollment_id for _, row in wanted if row.enrollment_id})
+        )
         # The unique (enrollment_id, step_key) key turns a second enqueue of a step into a no-op:
         # "already queued" is the right answer, so that conflict is not an error.
-        self._bulk_insert(conn, delivery_table, rows, conflict=["enrollment_id", "step_key"])
+        self._bulk_insert(
+            conn,
+            delivery_table,
+            next_delivery_rows(wanted, open_ids),
+            conflict=["enrollment_id", "step_key"],
+        )
 
     def _open_enrollments(self, conn: Connection, ids: Seq[uuid.UUID]) -> set[uuid.UUID]:
         found: set[uuid.UUID] = set()
@@ -590,7 +427,7 @@ class SqlStore:
 
         A crash between the SMTP reply and the record leaves such rows; they are sent again with
         the same Message-ID (at-least-once)."""
-        _require_aware("now", now)
+        require_aware("now", now)
         with self._engine.begin() as conn:
             result = conn.execute(
                 update(delivery_table)
@@ -611,7 +448,7 @@ class SqlStore:
 
         The renewal is what lets a slow batch outlive its first lease without a second process
         taking (and sending) its last rows; a process that dies stops renewing."""
-        _require_aware("now", now)
+        require_aware("now", now)
         if not delivery_ids:
             return {}
         rows: list[Any] = []
@@ -700,14 +537,10 @@ class SqlStore:
         A complaint overrides a bounce or an unsubscribe; a bounce leaves an unsubscribe or a
         complaint as it is, since those record what the person said. Leased rows are left to the
         dispatcher, which re-checks suppression just before sending."""
-        _require_aware("now", now)
-        if status not in (SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED):
-            raise ValueError(f"suppress_subscribers sets BOUNCED or COMPLAINED, not {status}")
+        require_aware("now", now)
+        replaceable = replaceable_by(status)
         if not reasons:
             return 0
-        replaceable = [SubscriberStatus.PENDING.value, SubscriberStatus.ACTIVE.value]
-        if status is SubscriberStatus.COMPLAINED:
-            replaceable += [SubscriberStatus.UNSUBSCRIBED.value, SubscriberStatus.BOUNCED.value]
         ids = sorted(reasons)
         with self._engine.begin() as conn:
             emails: dict[uuid.UUID, str] = {}
@@ -726,7 +559,7 @@ class SqlStore:
                 digest: {
                     "id": uuid.uuid4(),
                     "address_sha256": digest,
-                    "reason": reasons[subscriber_id][:200],
+                    "reason": reasons[subscriber_id][:SUPPRESSION_REASON_MAX],
                     "at": now,
                 }
                 for subscriber_id, digest in digests.items()
@@ -772,7 +605,7 @@ class SqlStore:
     # -- EnrollmentStore -----------------------------------------------------------------------
 
     def enroll(self, items: Seq[NewEnrollment], *, now: datetime) -> list[EnrollResult]:
-        _require_aware("now", now)
+        require_aware("now", now)
         if not items:
             return []
         attempts = 3
@@ -820,93 +653,21 @@ class SqlStore:
                 )
             )
 
-        new_subscribers: dict[str, dict[str, Any]] = {}
-        updated_subscribers: dict[str, dict[str, Any]] = {}
-        enrollments: list[dict[str, Any]] = []
-        consents: list[dict[str, Any]] = []
-        deliveries: list[dict[str, Any]] = []
-        results: list[EnrollResult] = []
-
-        for item in items:
-            row = existing.get(item.email)
-            if address_hash(item.email) in suppressed:
-                # No row is created for a suppressed address that we do not already hold.
-                subscriber_id = row.id if row is not None else NIL_UUID
-                results.append(_refused(item, subscriber_id, REASON_SUPPRESSED))
-                continue
-            if row is not None:
-                subscriber_id = row.id
-                allowed = row.status in ENROLLABLE or (
-                    row.status in REACTIVATABLE_BY_OPT_IN and item.consent.kind in OPT_IN_KINDS
-                )
-                if not allowed:
-                    results.append(_refused(item, subscriber_id, f"subscriber {row.status}"))
-                    continue
-                if item.email not in updated_subscribers:
-                    updated_subscribers[item.email] = _subscriber_update(item, row, now)
-            elif item.email in new_subscribers:
-                subscriber_id = new_subscribers[item.email]["id"]
-            else:
-                subscriber_id = uuid.uuid4()
-                new_subscribers[item.email] = _subscriber_insert(item, subscriber_id, now)
-
-            pair = (subscriber_id, item.sequence_key)
-            if pair in open_pairs:
-                results.append(_refused(item, subscriber_id, REASON_ALREADY_ENROLLED))
-                continue
-            open_pairs.add(pair)
-            enrollment_id = uuid.uuid4()
-            enrollments.append(
-                {
-                    "id": enrollment_id,
-                    "subscriber_id": subscriber_id,
-                    "sequence_key": item.sequence_key,
-                    "status": EnrollmentStatus.ACTIVE.value,
-                    "content_version": item.content_version,
-                    "enrolled_at": now,
-                }
-            )
-            consents.append(
-                {
-                    "id": uuid.uuid4(),
-                    "subscriber_id": subscriber_id,
-                    "kind": item.consent.kind,
-                    "source": item.consent.source,
-                    "at": now,
-                    "ip": item.consent.ip,
-                    "user_agent": item.consent.user_agent,
-                    "consent_text_sha256": item.consent.consent_text_sha256,
-                }
-            )
-            if item.first_delivery is not None:
-                deliveries.extend(
-                    _delivery_rows(
-                        item.first_delivery,
-                        subscriber_id=subscriber_id,
-                        enrollment_id=enrollment_id,
-                        content_version=item.content_version,
-                        now=now,
-                    )
-                )
-            results.append(
-                EnrollResult(
-                    email=item.email,
-                    subscriber_id=subscriber_id,
-                    enrollment_id=enrollment_id,
-                    created=True,
-                )
-            )
-
-        self._bulk_insert(conn, subscriber_table, list(new_subscribers.values()))
-        self._bulk_update(conn, subscriber_table, "id", list(updated_subscribers.values()))
-        self._bulk_insert(conn, enrollment_table, enrollments)
-        self._bulk_insert(conn, consent_event_table, consents)
-        self._bulk_insert(conn, delivery_table, deliveries)
-        created = sum(1 for result in results if result.created)
-        log.info(
-            "enrolled %d of %d (%d new subscribers)", created, len(items), len(new_subscribers)
+        batch = plan_enrollments(
+            items, existing=existing, suppressed=suppressed, open_pairs=open_pairs, now=now
         )
-        return results
+        self._bulk_insert(conn, subscriber_table, list(batch.new_subscribers.values()))
+        self._bulk_update(conn, subscriber_table, "id", list(batch.updated_subscribers.values()))
+        self._bulk_insert(conn, enrollment_table, batch.enrollments)
+        self._bulk_insert(conn, consent_event_table, batch.consents)
+        self._bulk_insert(conn, delivery_table, batch.deliveries)
+        log.info(
+            "enrolled %d of %d (%d new subscribers)",
+            batch.created,
+            len(items),
+            len(batch.new_subscribers),
+        )
+        return batch.results
 
     def _pick(self, condition: str, order: Column, now: datetime, limit: int) -> Executable:
         """Ids of up to `limit` rows matching `condition` with `order` <= now, in that order.
@@ -1162,80 +923,3 @@ def _unleased() -> dict[str, Any]:
         "lease_owner": None,
         "lease_expires_at": None,
     }
-
-
-def _refused(item: NewEnrollment, subscriber_id: uuid.UUID, reason: str) -> EnrollResult:
-    return EnrollResult(
-        email=item.email,
-        subscriber_id=subscriber_id,
-        enrollment_id=None,
-        created=False,
-        reason=reason,
-    )
-
-
-def _subscriber_insert(
-    item: NewEnrollment, subscriber_id: uuid.UUID, now: datetime
-) -> dict[str, Any]:
-    return {
-        "id": subscriber_id,
-        "email": item.email,
-        "first_name": item.first_name,
-        "locale": item.locale,
-        "time_zone": item.time_zone,
-        "hesitations": sorted(item.hesitations),
-        "discreet": item.discreet,
-        "status": SubscriberStatus.ACTIVE.value,
-        "created_at": now,
-        "confirmed_at": now,
-        "updated_at": now,
-    }
-
-
-def _subscriber_update(item: NewEnrollment, row: Any, now: datetime) -> dict[str, Any]:
-    # A source that lacks a name or hesitations (a bare CSV) must not wipe what the person told us.
-    return {
-        "id": row.id,
-        "first_name": item.first_name if item.first_name is not None else row.first_name,
-        "locale": item.locale,
-        "time_zone": item.time_zone,
-        "hesitations": sorted(item.hesitations) if item.hesitations else list(row.hesitations),
-        "discreet": item.discreet,
-        "status": SubscriberStatus.ACTIVE.value,
-        "confirmed_at": row.confirmed_at or now,
-        "updated_at": now,
-    }
-
-
-def _delivery_rows(
-    planned: NextDelivery,
-    *,
-    subscriber_id: uuid.UUID,
-    enrollment_id: uuid.UUID,
-    content_version: str | None,
-    now: datetime,
-) -> list[dict[str, Any]]:
-    """The `skipped` rows for steps passed over, then the queued row of the chosen step.
-
-    Columns that start out NULL are left out: fewer values to convert on the hot path."""
-
-    def row(
-        step_key: str, status: DeliveryStatus, due_at: datetime, reason: str | None
-    ) -> dict[str, Any]:
-        return {
-            "id": uuid.uuid4(),
-            "kind": DeliveryKind.STEP.value,
-            "subscriber_id": subscriber_id,
-            "enrollment_id": enrollment_id,
-            "step_key": step_key,
-            "status": status.value,
-            "due_at": due_at,
-            "attempts": 0,
-            "skip_reason": reason,
-            "content_version": content_version,
-            "created_at": now,
-        }
-
-    rows = [row(key, DeliveryStatus.SKIPPED, now, reason) for key, reason in planned.skipped]
-    rows.append(row(planned.step_key, DeliveryStatus.QUEUED, planned.due_at, None))
-    return rows
