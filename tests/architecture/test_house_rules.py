@@ -24,7 +24,6 @@ NOT_YET = frozenset({
     "src/nurture/rendering/library.py",
     "src/nurture/smtp/relay_process.py",
     "src/nurture/store/accounts.py",
-    "src/nurture/store/repository.py",
     "src/nurture/web/admin.py",
     "src/nurture/web/app.py",
 })

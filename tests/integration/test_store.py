@@ -27,8 +27,9 @@ from nurture.engine.ports import (
     Outcome,
     SubscriberStatus,
 )
+from nurture.store.bulk import SQLITE_IN_CHUNK
 from nurture.store.database import make_engine
-from nurture.store.repository import SQLITE_IN_CHUNK, SqlStore
+from nurture.store.repository import SqlStore
 from tests.support.stores import AnyStore, StoreProbe
 
 NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -272,7 +273,7 @@ def test_record_by_a_non_owner_changes_nothing(
     enroll_one(store, "lease@example.org")
     (held,) = store.claim_due(now=NOW, owner="a", limit=10, lease=LEASE)
 
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING, logger="nurture.store"):
         store.record(
             [
                 Outcome(
