@@ -40,7 +40,8 @@ from nurture.engine.tokens import TokenExpired, TokenInvalid, TokenSigner
 from nurture.rendering.library import CrisisInfo, LocaleError, parse_crisis
 from nurture.services.events import CONSULT_BOOKED, record_event
 from nurture.services.runtime import Runtime, runtime_from
-from nurture.store.accounts import Account, AccountStore, ConfirmOutcome, PendingSignup
+from nurture.store.account_types import Account, ConfirmOutcome, PendingSignup
+from nurture.store.accounts import AccountStore
 from nurture.store.rules import address_hash
 from nurture.web.admin import admin_router
 from nurture.web.admin_auth import AdminOptions
