@@ -660,6 +660,37 @@ def test_feedback_suppresses_ends_enrollments_and_skips_waiting_rows(
         store.suppress_subscribers({angry: "x"}, status=bounced, now=datetime(2025, 3, 3))
 
 
+def test_a_confirmation_email_belongs_to_no_enrollment(
+    store: AnyStore, store_probe: StoreProbe
+) -> None:
+    delivery_id = store_probe.queue_confirmation("new@example.org", now=NOW)
+    (claimed,) = store.claim_due(now=NOW, owner="a", limit=10, lease=LEASE)
+    assert claimed.id == delivery_id
+    assert claimed.kind is DeliveryKind.CONFIRMATION
+    assert (claimed.enrollment, claimed.step_key) == (None, None)
+    assert claimed.subscriber.status is SubscriberStatus.PENDING
+
+    with pytest.raises(ValueError, match="no enrollment"):
+        store.record(
+            [Outcome(delivery_id=delivery_id, status=DeliveryStatus.SENT, at=NOW,
+                     next_delivery=NextDelivery(step_key="welcome", due_at=NOW))],
+            owner="a",
+        )
+    assert store_probe.delivery(delivery_id).status is DeliveryStatus.SENDING
+    (state,) = store.recheck([delivery_id], owner="a", now=NOW, lease=LEASE).values()
+    assert (state.subscriber_status, state.enrollment_status) == (SubscriberStatus.PENDING, None)
+
+    store.record(
+        [Outcome(delivery_id=delivery_id, status=DeliveryStatus.SENT, at=NOW,
+                 message_id="<confirm@nurture.localhost>", end_enrollment=EnrollmentStatus.EXITED)],
+        owner="a",
+    )
+    row = store_probe.delivery(delivery_id)
+    assert (row.status, row.sequence_key, row.sent_at) == (DeliveryStatus.SENT, None, NOW)
+    assert row.message_id == "<confirm@nurture.localhost>"
+    assert store.enrollments_for("new@example.org") == []
+
+
 # -- SQL only ---------------------------------------------------------------------------------------
 # What only a database has: engines racing for rows, statements cut into batches, bulk speed.
 # MemoryStore has none of it (one lock, no statements), so these take an engine, not `store`.

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
-from nurture.engine.ports import DeliveryKind, DeliveryStatus, SubscriberStatus
+from nurture.engine.ports import ConsentRecord, DeliveryKind, DeliveryStatus, SubscriberStatus
+from nurture.store.account_types import PendingSignup
+from nurture.store.accounts import AccountStore
 from nurture.store.database import make_engine
 from nurture.store.memory import MemoryStore
 from nurture.store.models import Enrollment, Subscriber, delivery_table, subscriber_table
@@ -51,6 +53,11 @@ class StoreProbe(Protocol):
         self, enrollment_id: uuid.UUID, step_key: str, *, due_at: datetime, now: datetime
     ) -> uuid.UUID:
         """A queued row for one more step of an enrollment, as a test would INSERT it."""
+        ...
+
+    def queue_confirmation(self, email: str, *, now: datetime) -> uuid.UUID:
+        """A pending subscriber with a queued confirmation email, as a web signup leaves them;
+        returns the delivery's id."""
         ...
 
 
@@ -104,6 +111,19 @@ class SqlProbe:
         return delivery_id
 
 
+    def queue_confirmation(self, email: str, *, now: datetime) -> uuid.UUID:
+        AccountStore(self._engine).signup_pending(
+            PendingSignup(email=email, first_name=None, time_zone="UTC", hesitations=frozenset(),
+                          discreet=False, locale="en",
+                          consent=ConsentRecord(kind="signup", source="tests")),
+            now=now,
+            resend_interval=timedelta(0),
+        )
+        (found,) = [row for row in self._store.deliveries_for(email)
+                    if row.kind is DeliveryKind.CONFIRMATION and row.status is DeliveryStatus.QUEUED]
+        return found.id
+
+
 class MemoryProbe:
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -125,6 +145,9 @@ class MemoryProbe:
         self, enrollment_id: uuid.UUID, step_key: str, *, due_at: datetime, now: datetime
     ) -> uuid.UUID:
         return self._store.add_step_delivery(enrollment_id, step_key, due_at=due_at, now=now)
+
+    def queue_confirmation(self, email: str, *, now: datetime) -> uuid.UUID:
+        return self._store.queue_confirmation(email, now=now)
 
 
 def probe_for(store: AnyStore) -> StoreProbe:

@@ -353,6 +353,32 @@ class MemoryStore:
             )
         return delivery_id
 
+    def queue_confirmation(self, email: str, *, now: datetime) -> uuid.UUID:
+        """A pending subscriber (created with default answers when new) and a queued
+        confirmation email for them, as a signup through the web form leaves them."""
+        with self._lock:
+            subscriber = self._tables.subscriber_by_email(email)
+            if subscriber is None:
+                self._tables.insert_subscriber(
+                    {
+                        "id": uuid.uuid4(), "email": email, "first_name": None, "locale": "en",
+                        "time_zone": "UTC", "hesitations": [], "discreet": False,
+                        "status": SubscriberStatus.PENDING.value, "created_at": now,
+                        "confirmed_at": None, "updated_at": now,
+                    }
+                )
+                subscriber = self._tables.subscriber_by_email(email)
+                assert subscriber is not None
+            delivery_id = uuid.uuid4()
+            self._tables.insert_delivery(
+                {
+                    "id": delivery_id, "kind": DeliveryKind.CONFIRMATION.value,
+                    "subscriber_id": subscriber.id, "enrollment_id": None, "step_key": None,
+                    "status": DeliveryStatus.QUEUED.value, "due_at": now, "created_at": now,
+                }
+            )
+        return delivery_id
+
     def _rows(self, delivery_ids: Iterable[uuid.UUID]) -> list[DeliveryRecord]:
         rows = self._tables.deliveries
         return [rows[delivery_id] for delivery_id in delivery_ids if delivery_id in rows]
