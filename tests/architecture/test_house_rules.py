@@ -23,8 +23,6 @@ NOT_YET = frozenset({
     "src/nurture/engine/dispatcher.py",
     "src/nurture/rendering/library.py",
     "src/nurture/smtp/relay_process.py",
-    "src/nurture/store/accounts.py",
-    "src/nurture/store/repository.py",
 })
 
 
