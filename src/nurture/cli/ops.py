@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from nurture.cli.arguments import CommandError, Commands
 from nurture.config import Settings, unknown_variables, variable_name
+from nurture.store.accounts import AccountStore
 
 # Shown as *** by `config check`.
 SECRET_FIELDS = frozenset({"secret_key", "api_key", "feedback_webhook_secret", "data_keys", "admin_users"})
@@ -99,12 +100,9 @@ def cmd_status(settings: Settings, args: Any) -> int:
     return 0
 
 
-def _subscriber_id(settings: Settings, email: str) -> tuple[Any, uuid.UUID]:
-    from sqlalchemy import select
-
+def _subscriber_id(settings: Settings, email: str) -> tuple[AccountStore, uuid.UUID]:
     from nurture.domain.people import PersonInvalid, normalize_email
     from nurture.store.database import ensure_migrated, make_engine
-    from nurture.store.models import Subscriber
 
     engine = make_engine(settings.database_url)
     ensure_migrated(engine)
@@ -112,30 +110,27 @@ def _subscriber_id(settings: Settings, email: str) -> tuple[Any, uuid.UUID]:
         address = normalize_email(email)
     except PersonInvalid as error:
         raise CommandError(str(error)) from None
-    with engine.connect() as conn:
-        found = conn.execute(select(Subscriber.id).where(Subscriber.email == address)).scalar()
+    accounts = AccountStore(engine)
+    found = accounts.subscriber_id(address)
     if found is None:
         raise CommandError("no subscriber has this address")
-    return engine, found
+    return accounts, found
 
 
 def cmd_subscribers_export(settings: Settings, args: Any) -> int:
-    from nurture.store.accounts import AccountStore
-
-    engine, subscriber_id = _subscriber_id(settings, args.email)
-    data = AccountStore(engine).export(subscriber_id)
+    accounts, subscriber_id = _subscriber_id(settings, args.email)
+    data = accounts.export(subscriber_id)
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     return 0
 
 
 def cmd_subscribers_erase(settings: Settings, args: Any) -> int:
     from nurture.clock import utcnow
-    from nurture.store.accounts import AccountStore
 
-    engine, subscriber_id = _subscriber_id(settings, args.email)
+    accounts, subscriber_id = _subscriber_id(settings, args.email)
     if not args.yes:
         raise CommandError("erasing cannot be undone; add --yes to confirm")
-    AccountStore(engine).erase(subscriber_id, now=utcnow())
+    accounts.erase(subscriber_id, now=utcnow())
     sys.stdout.write("erased: only a hash of the address remains, so nothing is sent to it again\n")
     return 0
 

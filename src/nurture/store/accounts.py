@@ -81,6 +81,10 @@ class AccountStore:
     def account(self, subscriber_id: uuid.UUID) -> Account | None:
         return self._personal_data.account(subscriber_id)
 
+    def subscriber_id(self, email: str) -> uuid.UUID | None:
+        """The id of the subscriber with this normalized address, if there is one."""
+        return self._personal_data.subscriber_id(email)
+
     def export(self, subscriber_id: uuid.UUID) -> dict[str, Any] | None:
         """Everything held about one subscriber, as JSON-ready data; None when nothing is held."""
         return self._personal_data.export(subscriber_id)

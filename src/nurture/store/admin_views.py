@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from nurture.store.models import Delivery, Enrollment, Subscriber
@@ -74,8 +74,3 @@ def recent_deliveries(engine: Engine, *, status: str | None, limit: int) -> list
         for row in rows
     ]
 
-
-def database_answers(engine: Engine) -> None:
-    """Runs a trivial query; raises whatever the driver raises when the database does not answer."""
-    with engine.connect() as conn:
-        conn.execute(text("SELECT 1"))

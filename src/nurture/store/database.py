@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -131,3 +131,9 @@ def ensure_migrated(engine: Engine) -> None:
             f"the database at {describe_url(engine.url)} is not migrated "
             f"(at revision {current or 'none'}, need {head}); run `nurture db upgrade`"
         )
+
+
+def database_answers(engine: Engine) -> None:
+    """Runs a trivial query; raises whatever the driver raises when the database does not answer."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

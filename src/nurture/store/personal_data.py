@@ -76,6 +76,13 @@ class PersonalData:
         with self._engine.connect() as conn:
             return read_account(conn, subscriber_id)
 
+    def subscriber_id(self, email: str) -> uuid.UUID | None:
+        """The id of the subscriber with this normalized address, if there is one."""
+        with self._engine.connect() as conn:
+            found: uuid.UUID | None = conn.execute(
+                select(subscriber_table.c.id).where(subscriber_table.c.email == email)).scalar()
+        return found
+
     def is_suppressed(self, email: str) -> bool:
         with self._engine.connect() as conn:
             return is_suppressed(conn, email)

@@ -13,8 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from nurture.engine.bounces import apply_feedback, events_from_webhook, verify_webhook_signature
 from nurture.services.metrics import queue_metrics
-from nurture.store.admin_views import database_answers
-from nurture.store.database import DatabaseNotMigrated, ensure_migrated
+from nurture.store.database import DatabaseNotMigrated, database_answers, ensure_migrated
 from nurture.web.dependencies import Web
 
 log = logging.getLogger(__name__)
