@@ -20,7 +20,8 @@ from nurture.content.rules import (
 from nurture.content.sequences import load_sequence_file
 from nurture.domain.model import Sequence
 from nurture.domain.problems import ContentProblem, Severity
-from nurture.rendering.library import TEXT_LAYOUT, TemplateLibrary
+from nurture.rendering.library import TemplateLibrary
+from nurture.rendering.vocabulary import TEXT_LAYOUT
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 SENTENCES = "This is a short note. It has a few plain words. We hope you like it."

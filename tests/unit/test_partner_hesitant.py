@@ -31,7 +31,8 @@ from nurture.content.rules import (
 from nurture.content.sequences import load_sequence_file
 from nurture.domain.model import Profile, Sequence, Step
 from nurture.domain.reasons import KNOWN_REASONS
-from nurture.rendering.library import Brand, Links, Recipient, RenderedEmail, TemplateLibrary
+from nurture.rendering.library import TemplateLibrary
+from nurture.rendering.types import Brand, Links, Recipient, RenderedEmail
 
 ROOT = Path(__file__).resolve().parents[2]
 SEQUENCES_DIR = ROOT / "sequences"

@@ -17,14 +17,9 @@ import pyphen  # type: ignore[import-untyped]
 from nurture.domain.model import Profile, Sequence, Step
 from nurture.domain.problems import ContentProblem, Severity
 from nurture.domain.reasons import KNOWN_REASONS
-from nurture.rendering.library import (
-    TEXT_LAYOUT,
-    Brand,
-    Links,
-    Recipient,
-    RenderedEmail,
-    TemplateLibrary,
-)
+from nurture.rendering.library import TemplateLibrary
+from nurture.rendering.types import Brand, Links, Recipient, RenderedEmail
+from nurture.rendering.vocabulary import TEXT_LAYOUT
 
 # Words that would tell someone glancing at an inbox what these emails are about. Matched
 # case-insensitively as whole words, with plural and possessive endings.

@@ -37,7 +37,8 @@ from nurture.domain.reasons import REASONS
 from nurture.engine.enrollment import new_enrollment
 from nurture.engine.ports import ConsentRecord, NewEnrollment, SubscriberStatus
 from nurture.engine.tokens import TokenExpired, TokenInvalid, TokenSigner
-from nurture.rendering.library import CrisisInfo, LocaleError, parse_crisis
+from nurture.rendering.locales import LocaleError, parse_crisis
+from nurture.rendering.types import CrisisInfo
 from nurture.services.events import CONSULT_BOOKED, record_event
 from nurture.services.runtime import Runtime, runtime_from
 from nurture.store.accounts import Account, AccountStore, ConfirmOutcome, PendingSignup
