@@ -207,7 +207,7 @@ def scratch_dir(prefix: str = "nurture-bench-") -> Iterator[Path]:
 # -- the product's parts, wired for a benchmark ---------------------------------------------------
 
 def brand() -> Any:
-    from nurture.rendering.library import Brand
+    from nurture.rendering.types import Brand
 
     return Brand(sender=SENDER, discreet_sender_name="Weekly notes", postal_address=POSTAL_ADDRESS,
                  base_url=BASE_URL)

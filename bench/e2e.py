@@ -151,7 +151,8 @@ def prebuild(content: Any, persons: list[Any], now: Any) -> list[tuple[str, byte
     """The messages the Dispatcher will send, built ahead: same step, people, link and id shapes."""
     from nurture.domain.model import Profile
     from nurture.engine.dispatcher import message_id_for
-    from nurture.rendering.library import Recipient, build_message
+    from nurture.rendering.mime import build_message
+    from nurture.rendering.types import Recipient
 
     sequence = content.sequences[BENCH_SEQUENCE]
     step = sequence.steps[0]

@@ -40,7 +40,7 @@ def persona_matrix() -> list[Any]:
     full of markup; two locales (the same matrix as the fast-path equivalence test)."""
     from nurture.domain.model import Profile
     from nurture.domain.reasons import KNOWN_REASONS
-    from nurture.rendering.library import Recipient
+    from nurture.rendering.types import Recipient
 
     reason_sets = [frozenset({reason}) for reason in sorted(KNOWN_REASONS)]
     reason_sets += [frozenset(KNOWN_REASONS), frozenset()]
@@ -54,7 +54,7 @@ def persona_matrix() -> list[Any]:
 
 
 def links_for(index: int, run: int = 0) -> Any:
-    from nurture.rendering.library import Links
+    from nurture.rendering.types import Links
 
     # Distinct per person, so a cached structure can never carry someone else's values, and per
     # run: real links are unique per subscriber, so no cache keyed on a link may help a warm pass.
@@ -111,7 +111,7 @@ def equivalent(ours: bytes, naive: bytes) -> bool:
 
 def builders() -> tuple[Any, Any]:
     """(ours, naive) message builders: the naive one is the standard library's EmailMessage."""
-    from nurture.rendering import library as rendering
+    from nurture.rendering import mime as rendering
 
     return rendering.build_message, getattr(rendering, "build_message_reference",
                                             rendering.build_message)

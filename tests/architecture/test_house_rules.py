@@ -16,12 +16,8 @@ MAX_FUNCTION_LINES = 60
 EXEMPT = ("src/nurture/store/migrations/versions/",)
 # Still to be split while the house is rebuilt; this list only ever shrinks.
 NOT_YET = frozenset({
-    "src/nurture/content/rules.py",
-    "src/nurture/content/selection.py",
-    "src/nurture/content/sequences.py",
     "src/nurture/engine/bounces.py",
     "src/nurture/engine/dispatcher.py",
-    "src/nurture/rendering/library.py",
     "src/nurture/smtp/relay_process.py",
 })
 

@@ -22,7 +22,8 @@ from nurture.domain.model import Profile, Sequence
 from nurture.domain.problems import ContentInvalid, Severity
 from nurture.domain.reasons import KNOWN_REASONS
 from nurture.engine.tokens import LinkMaker, TokenSigner
-from nurture.rendering.library import Brand, Links, Recipient, TemplateLibrary
+from nurture.rendering.library import TemplateLibrary
+from nurture.rendering.types import Brand, Links, Recipient
 from tests.browser import a11y
 from tests.support.browser import DEFAULT_TIMEOUT_MS
 

@@ -105,7 +105,7 @@ def test_one_unreadable_subscriber_is_held_back_and_the_rest_still_go_out(
     from nurture.engine.dispatcher import Dispatcher, DispatchPolicy
     from nurture.engine.ports import DeliveryStatus
     from nurture.engine.tokens import LinkMaker, TokenSigner
-    from nurture.rendering.library import Brand
+    from nurture.rendering.types import Brand
     from nurture.smtp.transports import SmtpTransport
 
     crypto.configure(crypto.KeyRing([OLD]))

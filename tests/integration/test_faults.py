@@ -54,7 +54,7 @@ from nurture.engine.ports import (
 )
 from nurture.engine.throttle import CircuitBreaker, Throttle
 from nurture.engine.tokens import LinkMaker, TokenSigner
-from nurture.rendering.library import Brand
+from nurture.rendering.types import Brand
 from nurture.smtp.transports import SmtpTransport
 from nurture.store.accounts import AccountStore
 from nurture.store.models import Delivery, Subscriber

@@ -17,7 +17,7 @@ from nurture.engine.dispatcher import Dispatcher, DispatchPolicy
 from nurture.engine.enrollment import enroll
 from nurture.engine.ports import ConsentRecord
 from nurture.engine.tokens import LinkMaker, TokenSigner
-from nurture.rendering.library import Brand
+from nurture.rendering.types import Brand
 from nurture.smtp.transports import SmtpTransport
 from nurture.store.content_versions import content_versions, record_content_version
 from nurture.store.repository import SqlStore

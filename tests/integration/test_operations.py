@@ -19,7 +19,7 @@ from nurture.engine.enrollment import enroll
 from nurture.engine.ports import ConsentRecord
 from nurture.engine.tokens import LinkMaker, TokenSigner
 from nurture.logs import JsonFormatter
-from nurture.rendering.library import Brand
+from nurture.rendering.types import Brand
 from nurture.smtp.transports import SmtpTransport
 from nurture.store.models import Base, Delivery, Subscriber, suppression_table
 from nurture.store.operations import beat, heartbeats, mark_stopped, purge_departed, queue_health

@@ -20,7 +20,7 @@ from nurture.engine.dispatcher import SEND_AHEAD_LIMIT, Dispatcher, DispatchPoli
 from nurture.engine.enrollment import enroll
 from nurture.engine.ports import ConsentRecord, Transport
 from nurture.engine.tokens import LinkMaker, TokenSigner
-from nurture.rendering.library import Brand
+from nurture.rendering.types import Brand
 from nurture.smtp.relay_process import ProcessTransport
 from nurture.smtp.transports import SmtpTransport
 from nurture.store.models import Subscriber

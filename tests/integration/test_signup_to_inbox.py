@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from nurture.config import parse_smtp_url
 from nurture.engine.dispatcher import Dispatcher, DispatchPolicy
 from nurture.engine.tokens import LinkMaker, TokenSigner
-from nurture.rendering.library import Brand
+from nurture.rendering.types import Brand
 from nurture.smtp.transports import SmtpTransport
 from nurture.store.repository import SqlStore
 from tests.integration.test_web import EMAIL, SECRET, T0, Web, build_web

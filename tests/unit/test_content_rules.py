@@ -9,18 +9,19 @@ from typing import Any
 import pytest
 import yaml
 
-from nurture.content.rules import (
+from nurture.content.readability import (
     StepReadability,
-    body_text,
-    check_rules,
     flesch_reading_ease,
     readability_report,
     syllables,
 )
+from nurture.content.rules import check_rules
+from nurture.content.samples import body_text
 from nurture.content.sequences import load_sequence_file
 from nurture.domain.model import Sequence
 from nurture.domain.problems import ContentProblem, Severity
-from nurture.rendering.library import TEXT_LAYOUT, TemplateLibrary
+from nurture.rendering.library import TemplateLibrary
+from nurture.rendering.vocabulary import TEXT_LAYOUT
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 SENTENCES = "This is a short note. It has a few plain words. We hope you like it."

@@ -21,17 +21,14 @@ import pytest
 import yaml
 
 from nurture.content.library import check_content, load_content
-from nurture.content.rules import (
-    DEFAULT_REVEALING_WORDS,
-    body_text,
-    check_rules,
-    flesch_reading_ease,
-    readability_report,
-)
+from nurture.content.readability import flesch_reading_ease, readability_report
+from nurture.content.rules import DEFAULT_REVEALING_WORDS, check_rules
+from nurture.content.samples import body_text
 from nurture.content.sequences import load_sequence_file
 from nurture.domain.model import Profile, Sequence, Step
 from nurture.domain.reasons import KNOWN_REASONS
-from nurture.rendering.library import Brand, Links, Recipient, RenderedEmail, TemplateLibrary
+from nurture.rendering.library import TemplateLibrary
+from nurture.rendering.types import Brand, Links, Recipient, RenderedEmail
 
 ROOT = Path(__file__).resolve().parents[2]
 SEQUENCES_DIR = ROOT / "sequences"

@@ -16,18 +16,10 @@ import pytest
 
 from nurture.domain.model import Profile, Sequence, Step
 from nurture.domain.reasons import KNOWN_REASONS
-from nurture.rendering.library import (
-    HTML_LAYOUT,
-    PREMAILER_OPTIONS,
-    TEXT_LAYOUT,
-    Brand,
-    Links,
-    Recipient,
-    RenderedEmail,
-    TemplateLibrary,
-    build_message,
-    build_message_reference,
-)
+from nurture.rendering.library import PREMAILER_OPTIONS, TemplateLibrary
+from nurture.rendering.mime import build_message, build_message_reference
+from nurture.rendering.types import Brand, Links, Recipient, RenderedEmail
+from nurture.rendering.vocabulary import HTML_LAYOUT, TEXT_LAYOUT
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 SOURCE = Path("sequences/sample.yaml")
@@ -702,7 +694,7 @@ def test_only_cr_and_lf_break_lines_in_the_assembled_message(separator: str) -> 
 def test_uri_values_left_unescaped_are_the_ones_libxml2_leaves_alone() -> None:
     import random
 
-    from nurture.rendering.library import (
+    from nurture.rendering.escaping import (
         _URI_UNCHANGED,
         _escape_uri_attribute,
         _escape_uri_attribute_by_libxml2,
@@ -723,7 +715,7 @@ def test_single_spaced_wrapping_matches_textwrap() -> None:
     import random
     import textwrap
 
-    from nurture.rendering.library import TEXT_WIDTH, _wrap_line
+    from nurture.rendering.text import TEXT_WIDTH, wrap_line
 
     chance = random.Random(11)
     words = ["a", "to", "the", "partner", "therapy", "https://example.org/" + "x" * 70, "é", "—",
@@ -737,4 +729,4 @@ def test_single_spaced_wrapping_matches_textwrap() -> None:
             body, width=TEXT_WIDTH, initial_indent=prefix,
             subsequent_indent=re.sub(r"[-*+]|\d{1,3}[.)]", lambda m: " " * len(m.group(0)), prefix),
             break_long_words=False, break_on_hyphens=False) or line
-        assert _wrap_line(line) == expected, line
+        assert wrap_line(line) == expected, line

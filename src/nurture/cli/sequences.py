@@ -18,7 +18,7 @@ def cmd_sequences_validate(settings: Settings, args: argparse.Namespace) -> int:
     for problem in problems:
         say(str(problem))
     if library is not None and not errors:
-        from nurture.content.rules import readability_report
+        from nurture.content.readability import readability_report
 
         say("readability (Flesch reading ease of each step's text, higher is easier):")
         for item in readability_report(sequences, library):

@@ -61,13 +61,7 @@ def content_version(sequences_dir: Path, templates_dir: Path) -> tuple[str, tupl
     return digest.hexdigest()[:16], tuple(names)
 
 
-def check_content(sequences_dir: Path, templates_dir: Path, *, rules: bool = True
-                  ) -> tuple[dict[str, Sequence], TemplateLibrary | None, list[ContentProblem]]:
-    """Every problem of every file, errors and warnings, without raising.
-
-    `rules` adds the content rules (footer, discreet words, booking, readability), which render
-    every step and so cost a second or two; validate and the scheduler's live reloads run them.
-    """
+def _missing_folders(sequences_dir: Path, templates_dir: Path) -> list[ContentProblem]:
     problems: list[ContentProblem] = []
     if not sequences_dir.is_dir():
         problems.append(ContentProblem(sequences_dir, 0, "the sequences folder does not exist",
@@ -75,12 +69,15 @@ def check_content(sequences_dir: Path, templates_dir: Path, *, rules: bool = Tru
     if not templates_dir.is_dir():
         problems.append(ContentProblem(templates_dir, 0, "the templates folder does not exist",
                                        "create it or set NURTURE_TEMPLATES_DIR"))
-    if problems:
-        return {}, None, problems
-    sequences: dict[str, Sequence] = {}
+    return problems
+
+
+def _load_sequences(sequences_dir: Path, problems: list[ContentProblem]) -> dict[str, Sequence]:
+    """Every sequence file that loads, by key; the problems of all of them go to `problems`."""
     for path in sorted(sequences_dir.glob("*.yml")):
         problems.append(ContentProblem(path, 0, "sequence files must end in .yaml",
                                        f"rename it to {path.stem}.yaml"))
+    sequences: dict[str, Sequence] = {}
     for path in sorted(sequences_dir.glob("*.yaml")):
         if path.name in NOT_SEQUENCES:
             continue
@@ -88,20 +85,44 @@ def check_content(sequences_dir: Path, templates_dir: Path, *, rules: bool = Tru
         problems.extend(found)
         if sequence is not None:
             sequences[sequence.key] = sequence
-    library = TemplateLibrary(templates_dir)
-    problems.extend(library.check_layouts())
+    return sequences
+
+
+def _check_templates(library: TemplateLibrary, sequences: Mapping[str, Sequence]) -> list[ContentProblem]:
+    problems = library.check_layouts()
     for sequence in sequences.values():
         for step in sequence.steps:
             problems.extend(library.check_step(sequence, step))
+    return problems
+
+
+def _check_follow_ups(sequences: Mapping[str, Sequence]) -> list[ContentProblem]:
+    return [
+        ContentProblem(sequence.source, 0, f"follow_up for {event} names '{target}', which is not a sequence",
+                       f"create sequences/{target}.yaml or fix the key")
+        for sequence in sequences.values()
+        for event, target in sequence.follow_ups
+        if target not in sequences or target == "system"
+    ]
+
+
+def check_content(sequences_dir: Path, templates_dir: Path, *, rules: bool = True
+                  ) -> tuple[dict[str, Sequence], TemplateLibrary | None, list[ContentProblem]]:
+    """Every problem of every file, errors and warnings, without raising.
+
+    `rules` adds the content rules (footer, discreet words, booking, readability), which render
+    every step and so cost a second or two; validate and the scheduler's live reloads run them.
+    """
+    problems = _missing_folders(sequences_dir, templates_dir)
+    if problems:
+        return {}, None, problems
+    sequences = _load_sequences(sequences_dir, problems)
+    library = TemplateLibrary(templates_dir)
+    problems.extend(_check_templates(library, sequences))
     problems.extend(check_warnings(sequences, templates_dir))
     if rules and not any(p.severity is Severity.ERROR for p in problems):
         problems.extend(check_rules(sequences, library))
-    for sequence in sequences.values():
-        for event, target in sequence.follow_ups:
-            if target not in sequences or target == "system":
-                problems.append(ContentProblem(sequence.source, 0, f"follow_up for {event} names "
-                                               f"'{target}', which is not a sequence",
-                                               f"create sequences/{target}.yaml or fix the key"))
+    problems.extend(_check_follow_ups(sequences))
     return sequences, library, problems
 
 

@@ -82,67 +82,83 @@ def _condition(reader: NodeReader, node: Node, what: str) -> Condition | None:
     return read_condition(reader, node, what)
 
 
-def load_selection_file(path: Path) -> tuple[Selection | None, list[ContentProblem]]:
-    """Read the selection rules; returns them (None if unusable) and every problem found."""
-    found: list[ContentProblem] = []
-    reader = NodeReader(path, found)
+def _compose(reader: NodeReader) -> Node | None:
+    """The file's YAML node tree; None, with the problem, when it is missing, not YAML, not UTF-8
+    or empty."""
+    path = reader.path
     try:
         root = yaml.compose(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         reader.problem(None, "the selection file does not exist",
-                     "create it with `default: <sequence key>`; see the README")
-        return None, found
+                       "create it with `default: <sequence key>`; see the README")
+        return None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
-        found.append(ContentProblem(
+        reader.problems.append(ContentProblem(
             path, mark.line + 1 if mark is not None else 0,
             f"this is not valid YAML ({error.problem})",
             "check the indentation and quoting on this line"))
-        return None, found
+        return None
     except UnicodeDecodeError:
         reader.problem(None, "the file is not UTF-8 text", "save it as UTF-8")
-        return None, found
+        return None
     if root is None:
-        found.append(ContentProblem(path, 1, "the file is empty",
-                                             "add `default: <sequence key>`"))
-        return None, found
-    fields = reader.mapping(root, "the selection file", TOP_FIELDS)
-    default: str | None = None
-    default_line = 0
+        reader.problems.append(ContentProblem(path, 1, "the file is empty", "add `default: <sequence key>`"))
+    return root
+
+
+def _read_default(
+    reader: NodeReader, fields: dict[str, tuple[Node, Node]], root: Node
+) -> tuple[str | None, int]:
+    """The default sequence key (None when unusable) and its line."""
     if "default" not in fields:
         reader.problem(root, "there is no `default` sequence",
-                     "add `default: <sequence key>` for people whom no rule matches")
+                       "add `default: <sequence key>` for people whom no rule matches")
+        return None, 0
+    node = fields["default"][1]
+    return _sequence_key(reader, node, "`default`"), node.start_mark.line + 1
+
+
+def _read_rule(reader: NodeReader, node: Node, index: int) -> SelectionRule | None:
+    what = f"rule {index + 1}"
+    fields = reader.mapping(node, what, RULE_FIELDS)
+    if not fields:
+        return None
+    when = None
+    if "when" not in fields:
+        reader.problem(node, f"{what} has no `when`", "add `when:` with a condition")
     else:
-        default = _sequence_key(reader, fields["default"][1], "`default`")
-        default_line = fields["default"][1].start_mark.line + 1
-    rules: list[SelectionRule] = []
-    if "rules" in fields:
-        rules_node = fields["rules"][1]
-        if isinstance(rules_node, ScalarNode) and rules_node.value in ("", "null", "~"):
-            pass
-        elif not isinstance(rules_node, SequenceNode):
-            reader.problem(rules_node, "`rules` must be a list", "start each rule with `- when:`")
-        else:
-            for index, rule_node in enumerate(rules_node.value):
-                what = f"rule {index + 1}"
-                rule_fields = reader.mapping(rule_node, what, RULE_FIELDS)
-                if not rule_fields:
-                    continue
-                when = None
-                if "when" not in rule_fields:
-                    reader.problem(rule_node, f"{what} has no `when`", "add `when:` with a condition")
-                else:
-                    when = _condition(reader, rule_fields["when"][1], f"the `when` of {what}")
-                sequence = None
-                if "sequence" not in rule_fields:
-                    reader.problem(rule_node, f"{what} has no `sequence`",
-                                 "add `sequence: <sequence key>`")
-                else:
-                    sequence = _sequence_key(reader, rule_fields["sequence"][1],
-                                                     f"the `sequence` of {what}")
-                if when is not None and sequence is not None:
-                    rules.append(SelectionRule(when=when, sequence=sequence,
-                                               line=rule_node.start_mark.line + 1))
+        when = _condition(reader, fields["when"][1], f"the `when` of {what}")
+    sequence = None
+    if "sequence" not in fields:
+        reader.problem(node, f"{what} has no `sequence`", "add `sequence: <sequence key>`")
+    else:
+        sequence = _sequence_key(reader, fields["sequence"][1], f"the `sequence` of {what}")
+    if when is None or sequence is None:
+        return None
+    return SelectionRule(when=when, sequence=sequence, line=node.start_mark.line + 1)
+
+
+def _read_rules(reader: NodeReader, node: Node) -> list[SelectionRule]:
+    if isinstance(node, ScalarNode) and node.value in ("", "null", "~"):
+        return []
+    if not isinstance(node, SequenceNode):
+        reader.problem(node, "`rules` must be a list", "start each rule with `- when:`")
+        return []
+    rules = (_read_rule(reader, rule_node, index) for index, rule_node in enumerate(node.value))
+    return [rule for rule in rules if rule is not None]
+
+
+def load_selection_file(path: Path) -> tuple[Selection | None, list[ContentProblem]]:
+    """Read the selection rules; returns them (None if unusable) and every problem found."""
+    found: list[ContentProblem] = []
+    reader = NodeReader(path, found)
+    root = _compose(reader)
+    if root is None:
+        return None, found
+    fields = reader.mapping(root, "the selection file", TOP_FIELDS)
+    default, default_line = _read_default(reader, fields, root)
+    rules = _read_rules(reader, fields["rules"][1]) if "rules" in fields else []
     if found or default is None:
         return None, found
     return Selection(rules=tuple(rules), default=default, source=path,

@@ -88,42 +88,48 @@ class NodeReader:
         return items
 
 
+def _read_days(reader: NodeReader, node: Node) -> frozenset[int] | None:
+    chosen = set()
+    ok = True
+    for name, item in reader.string_list(node, "window days"):
+        short = name.strip().lower()[:3]
+        if short not in WEEKDAY_NAMES:
+            reader.problem(item, f"'{name}' is not a day", "use mon, tue, wed, thu, fri, sat, sun")
+            ok = False
+        else:
+            chosen.add(WEEKDAY_NAMES.index(short))
+    if not chosen and ok:
+        reader.problem(node, "the window has no days", "list at least one day")
+        ok = False
+    return frozenset(chosen) if ok else None
+
+
+def _read_hours(reader: NodeReader, node: Node) -> tuple[time, time] | None:
+    match = _HOURS.match(str(getattr(node, "value", "")).strip())
+    if not match:
+        reader.problem(node, "window hours must look like \"09:00-20:00\"",
+                       "write the start and end in 24-hour time, quoted")
+        return None
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2 != 0):
+        reader.problem(node, "window hours are not valid times", "use 00:00 to 24:00")
+        return None
+    start = time(h1, m1)
+    end = time(23, 59, 59, 999999) if h2 == 24 else time(h2, m2)
+    if start >= end:
+        reader.problem(node, "the window ends before it starts (windows cannot cross "
+                       "midnight)", "make the end later than the start, e.g. \"09:00-20:00\"")
+        return None
+    return start, end
+
+
 def _read_window(reader: NodeReader, node: Node) -> SendWindow | None:
     fields = reader.mapping(node, "the window", {"days", "hours"})
-    days: frozenset[int] = frozenset(range(7))
-    start, end = time(9, 0), time(20, 0)
-    ok = True
-    if "days" in fields:
-        chosen = set()
-        for name, item in reader.string_list(fields["days"][1], "window days"):
-            short = name.strip().lower()[:3]
-            if short not in WEEKDAY_NAMES:
-                reader.problem(item, f"'{name}' is not a day", "use mon, tue, wed, thu, fri, sat, sun")
-                ok = False
-            else:
-                chosen.add(WEEKDAY_NAMES.index(short))
-        if not chosen and ok:
-            reader.problem(fields["days"][1], "the window has no days", "list at least one day")
-            ok = False
-        days = frozenset(chosen)
-    if "hours" in fields:
-        hours_node = fields["hours"][1]
-        match = _HOURS.match(str(getattr(hours_node, "value", "")).strip())
-        if not match:
-            reader.problem(hours_node, "window hours must look like \"09:00-20:00\"",
-                           "write the start and end in 24-hour time, quoted")
-            return None
-        h1, m1, h2, m2 = (int(g) for g in match.groups())
-        if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2 != 0):
-            reader.problem(hours_node, "window hours are not valid times", "use 00:00 to 24:00")
-            return None
-        start = time(h1, m1)
-        end = time(23, 59, 59, 999999) if h2 == 24 else time(h2, m2)
-        if start >= end:
-            reader.problem(hours_node, "the window ends before it starts (windows cannot cross "
-                           "midnight)", "make the end later than the start, e.g. \"09:00-20:00\"")
-            return None
-    return SendWindow(days=days, start=start, end=end) if ok else None
+    days = _read_days(reader, fields["days"][1]) if "days" in fields else frozenset(range(7))
+    hours = _read_hours(reader, fields["hours"][1]) if "hours" in fields else (time(9, 0), time(20, 0))
+    if days is None or hours is None:
+        return None
+    return SendWindow(days=days, start=hours[0], end=hours[1])
 
 
 def read_condition(reader: NodeReader, node: Node, what: str) -> Condition | None:
@@ -192,10 +198,8 @@ def _read_step(reader: NodeReader, node: Node, index: int) -> Step | None:
     )
 
 
-def load_sequence_file(path: Path) -> tuple[Sequence | None, list[ContentProblem]]:
-    """Read one sequence file; returns the sequence (None if unusable) and every problem found."""
-    problems: list[ContentProblem] = []
-    reader = NodeReader(path, problems)
+def _compose(path: Path, problems: list[ContentProblem]) -> Node | None:
+    """The file's YAML node tree; None, with the problem, when it is not YAML, not UTF-8 or empty."""
     try:
         root = yaml.compose(path.read_text(encoding="utf-8"))
     except yaml.MarkedYAMLError as error:
@@ -204,64 +208,91 @@ def load_sequence_file(path: Path) -> tuple[Sequence | None, list[ContentProblem
         problems.append(ContentProblem(path, line, f"this is not valid YAML ({error.problem})",
                                        "check the indentation and quoting on this line; quote "
                                        "texts that contain ': ' or start with '{'"))
-        return None, problems
+        return None
     except UnicodeDecodeError:
         problems.append(ContentProblem(path, 0, "the file is not UTF-8 text", "save it as UTF-8"))
-        return None, problems
+        return None
     if root is None:
         problems.append(ContentProblem(path, 1, "the file is empty", "add a key, a name and steps"))
-        return None, problems
-    fields = reader.mapping(root, "the sequence", SEQUENCE_FIELDS)
-    if not fields:
-        return None, problems
+    return root
+
+
+def _read_key(reader: NodeReader, fields: dict[str, tuple[Node, Node]], root: Node) -> str | None:
     key = reader.text(fields, "key", "the sequence", required=True, parent=root)
     if key is not None and not KEY_PATTERN.match(key):
         reader.problem(fields["key"][1], f"sequence key '{key}' is not a valid key",
                        "use lowercase letters, digits and dashes, e.g. partner-hesitant")
-        key = None
-    if key is not None and key != path.stem:
-        reader.problem(fields["key"][1], f"the key '{key}' differs from the file name '{path.name}'",
-                       f"rename the file to {key}.yaml or set `key: {path.stem}`")
-    name = reader.text(fields, "name", "the sequence", required=True, parent=root)
-    window = _read_window(reader, fields["window"][1]) if "window" in fields else SendWindow()
+        return None
+    if key is not None and key != reader.path.stem:
+        reader.problem(fields["key"][1], f"the key '{key}' differs from the file name '{reader.path.name}'",
+                       f"rename the file to {key}.yaml or set `key: {reader.path.stem}`")
+    return key
+
+
+def _read_exit_on(reader: NodeReader, node: Node) -> set[str]:
     exit_on: set[str] = set()
-    if "exit_on" in fields:
-        for event, item in reader.string_list(fields["exit_on"][1], "exit_on"):
-            if event not in KNOWN_EXIT_EVENTS:
-                reader.problem(item, f"unknown exit event '{event}'",
-                               f"use one of: {', '.join(sorted(KNOWN_EXIT_EVENTS))}")
-            exit_on.add(event)
+    for event, item in reader.string_list(node, "exit_on"):
+        if event not in KNOWN_EXIT_EVENTS:
+            reader.problem(item, f"unknown exit event '{event}'",
+                           f"use one of: {', '.join(sorted(KNOWN_EXIT_EVENTS))}")
+        exit_on.add(event)
+    return exit_on
+
+
+def _read_follow_ups(reader: NodeReader, node: Node, exit_on: set[str]) -> list[tuple[str, str]]:
     follow_ups: list[tuple[str, str]] = []
-    if "follow_up" in fields:
-        for event, (event_node, target_node) in reader.mapping(
-                fields["follow_up"][1], "follow_up", set(KNOWN_EXIT_EVENTS)).items():
-            target = str(getattr(target_node, "value", ""))
-            if event not in exit_on:
-                reader.problem(event_node, f"follow_up names '{event}', which is not in exit_on",
-                               f"add {event} to exit_on, or remove this follow-up")
-            elif not KEY_PATTERN.match(target):
-                reader.problem(target_node, f"'{target}' is not a sequence key",
-                               "name the key of another sequence, e.g. preparing-together")
-            else:
-                follow_ups.append((event, target))
-    steps: list[Step] = []
+    for event, (event_node, target_node) in reader.mapping(node, "follow_up", set(KNOWN_EXIT_EVENTS)).items():
+        target = str(getattr(target_node, "value", ""))
+        if event not in exit_on:
+            reader.problem(event_node, f"follow_up names '{event}', which is not in exit_on",
+                           f"add {event} to exit_on, or remove this follow-up")
+        elif not KEY_PATTERN.match(target):
+            reader.problem(target_node, f"'{target}' is not a sequence key",
+                           "name the key of another sequence, e.g. preparing-together")
+        else:
+            follow_ups.append((event, target))
+    return follow_ups
+
+
+def _read_steps(reader: NodeReader, fields: dict[str, tuple[Node, Node]], root: Node) -> list[Step]:
     if "steps" not in fields:
         reader.problem(root, "the sequence has no steps", "add `steps:` with at least one step")
-    elif not isinstance(fields["steps"][1], SequenceNode) or not fields["steps"][1].value:
-        reader.problem(fields["steps"][1], "`steps` must be a non-empty list",
-                       "start each step with `- key: ...`")
-    else:
-        seen: dict[str, int] = {}
-        for index, step_node in enumerate(fields["steps"][1].value):
-            step = _read_step(reader, step_node, index)
-            if step is None:
-                continue
-            if step.key in seen:
-                reader.problem(step_node, f"step key '{step.key}' is used twice (first on line "
-                               f"{seen[step.key]})", "give every step its own key")
-                continue
-            seen[step.key] = step.line
-            steps.append(step)
+        return []
+    node = fields["steps"][1]
+    if not isinstance(node, SequenceNode) or not node.value:
+        reader.problem(node, "`steps` must be a non-empty list", "start each step with `- key: ...`")
+        return []
+    steps: list[Step] = []
+    seen: dict[str, int] = {}
+    for index, step_node in enumerate(node.value):
+        step = _read_step(reader, step_node, index)
+        if step is None:
+            continue
+        if step.key in seen:
+            reader.problem(step_node, f"step key '{step.key}' is used twice (first on line "
+                           f"{seen[step.key]})", "give every step its own key")
+            continue
+        seen[step.key] = step.line
+        steps.append(step)
+    return steps
+
+
+def load_sequence_file(path: Path) -> tuple[Sequence | None, list[ContentProblem]]:
+    """Read one sequence file; returns the sequence (None if unusable) and every problem found."""
+    problems: list[ContentProblem] = []
+    reader = NodeReader(path, problems)
+    root = _compose(path, problems)
+    if root is None:
+        return None, problems
+    fields = reader.mapping(root, "the sequence", SEQUENCE_FIELDS)
+    if not fields:
+        return None, problems
+    key = _read_key(reader, fields, root)
+    name = reader.text(fields, "name", "the sequence", required=True, parent=root)
+    window = _read_window(reader, fields["window"][1]) if "window" in fields else SendWindow()
+    exit_on = _read_exit_on(reader, fields["exit_on"][1]) if "exit_on" in fields else set()
+    follow_ups = _read_follow_ups(reader, fields["follow_up"][1], exit_on) if "follow_up" in fields else []
+    steps = _read_steps(reader, fields, root)
     if key is None or name is None or window is None or any(
         p.path == path for p in problems
     ):

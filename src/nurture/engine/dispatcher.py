@@ -34,7 +34,8 @@ from nurture.engine.ports import (
 from nurture.engine.sending import BatchSender, PendingReply
 from nurture.engine.throttle import Throttle, ThrottleSettings
 from nurture.engine.tokens import LinkMaker
-from nurture.rendering.library import Brand, Links, Recipient, build_message
+from nurture.rendering.mime import build_message
+from nurture.rendering.types import Brand, Links, Recipient
 
 log = logging.getLogger(__name__)
 

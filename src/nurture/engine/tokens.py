@@ -12,7 +12,7 @@ from uuid import UUID
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
-from nurture.rendering.library import Links
+from nurture.rendering.types import Links
 
 
 class TokenInvalid(Exception):

@@ -11,7 +11,8 @@ from nurture.config import Settings
 from nurture.content.library import Content
 from nurture.content.personas import Persona
 from nurture.domain.model import Sequence, Step
-from nurture.rendering.library import Recipient, build_message
+from nurture.rendering.mime import build_message
+from nurture.rendering.types import Recipient
 from nurture.services.runtime import brand_from, links_from
 
 # Previews link nowhere real: every token is made for this id.

@@ -14,7 +14,7 @@ from nurture.engine.dispatcher import Dispatcher, DispatchPolicy
 from nurture.engine.ports import Transport
 from nurture.engine.throttle import Throttle, ThrottleSettings
 from nurture.engine.tokens import LinkMaker, TokenSigner
-from nurture.rendering.library import Brand
+from nurture.rendering.types import Brand
 from nurture.smtp.factory import transport_from_settings
 from nurture.store.database import ensure_migrated, make_engine
 from nurture.store.repository import SqlStore

@@ -11,7 +11,8 @@ import yaml
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
-from nurture.rendering.library import CrisisInfo, LocaleError, parse_crisis
+from nurture.rendering.locales import LocaleError, parse_crisis
+from nurture.rendering.types import CrisisInfo
 from nurture.web.context import WebContext
 from nurture.web.dependencies import Web
 from nurture.web.forms import LOCALES

@@ -1,0 +1,44 @@
+"""What templates may use: the variables of a body and of a layout, the personal ones, the layouts."""
+
+from __future__ import annotations
+
+from typing import Final
+
+BODY_VARIABLES: Final[frozenset[str]] = frozenset(
+    {
+        "first_name",
+        "hesitations",
+        "discreet",
+        "locale",
+        "sequence",
+        "step",
+        "crisis",
+        "resources",
+        "postal_address",
+        "unsubscribe_url",
+        "preferences_url",
+        "action_url",
+        "booked_url",
+        "booking",
+    }
+)
+LAYOUT_VARIABLES: Final[frozenset[str]] = BODY_VARIABLES | {
+    "body",
+    "subject",
+    "preheader",
+    "email",
+    "base_url",
+}
+# Values that differ per recipient: printed only, never structural, so they can be placeholders.
+# The order fixes each placeholder's digit.
+PERSONAL_VARIABLES: Final[tuple[str, ...]] = (
+    "first_name",
+    "email",
+    "unsubscribe_url",
+    "preferences_url",
+    "action_url",
+    "booked_url",
+)
+
+HTML_LAYOUT: Final = "layouts/email.html"
+TEXT_LAYOUT: Final = "layouts/email.txt"
