@@ -20,7 +20,7 @@ from nurture.engine.bounces import (
     sign_webhook,
     verify_webhook_signature,
 )
-from nurture.engine.dispatcher import message_id_for
+from nurture.engine.decisions import message_id_for
 from nurture.engine.ports import (
     ConsentRecord,
     DeliveryStatus,

@@ -38,8 +38,10 @@ from nurture.clock import utcnow
 from nurture.config import parse_smtp_url
 from nurture.content.library import ContentHolder
 from nurture.domain.people import make_person
-from nurture.engine.dispatcher import Dispatcher, DispatchPolicy, message_id_for, retry_delay
+from nurture.engine.decisions import message_id_for, retry_delay
+from nurture.engine.dispatcher import Dispatcher
 from nurture.engine.enrollment import enroll
+from nurture.engine.policy import DispatchPolicy
 from nurture.engine.ports import (
     ClaimedDelivery,
     ConsentRecord,

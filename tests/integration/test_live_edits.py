@@ -13,8 +13,9 @@ import pytest
 from nurture.config import parse_smtp_url
 from nurture.content.library import ContentHolder
 from nurture.domain.people import make_person
-from nurture.engine.dispatcher import Dispatcher, DispatchPolicy
+from nurture.engine.dispatcher import Dispatcher
 from nurture.engine.enrollment import enroll
+from nurture.engine.policy import DispatchPolicy
 from nurture.engine.ports import ConsentRecord
 from nurture.engine.tokens import LinkMaker, TokenSigner
 from nurture.rendering.library import Brand

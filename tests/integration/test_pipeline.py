@@ -16,8 +16,11 @@ from sqlalchemy import update
 from nurture.config import parse_smtp_url
 from nurture.content.library import ContentHolder
 from nurture.domain.people import make_person
-from nurture.engine.dispatcher import SEND_AHEAD_LIMIT, Dispatcher, DispatchPolicy, message_id_for
+from nurture.engine.decisions import message_id_for
+from nurture.engine.dispatcher import Dispatcher
 from nurture.engine.enrollment import enroll
+from nurture.engine.pacing import SEND_AHEAD_LIMIT
+from nurture.engine.policy import DispatchPolicy
 from nurture.engine.ports import ConsentRecord, Transport
 from nurture.engine.tokens import LinkMaker, TokenSigner
 from nurture.rendering.library import Brand
