@@ -19,7 +19,6 @@ NOT_YET = frozenset({
     "src/nurture/content/rules.py",
     "src/nurture/content/selection.py",
     "src/nurture/content/sequences.py",
-    "src/nurture/engine/bounces.py",
     "src/nurture/rendering/library.py",
     "src/nurture/smtp/relay_process.py",
     "src/nurture/store/accounts.py",

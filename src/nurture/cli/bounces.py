@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def cmd_bounces_ingest(settings: Settings, args: argparse.Namespace) -> int:
-    from nurture.engine.bounces import ingest_messages, read_maildir
+    from nurture.engine.feedback import ingest_messages, read_maildir
     from nurture.store.database import ensure_migrated, make_engine
     from nurture.store.repository import SqlStore
 
