@@ -20,7 +20,6 @@ NOT_YET = frozenset({
     "src/nurture/content/selection.py",
     "src/nurture/content/sequences.py",
     "src/nurture/rendering/library.py",
-    "src/nurture/smtp/relay_process.py",
     "src/nurture/store/accounts.py",
     "src/nurture/store/repository.py",
     "src/nurture/web/admin.py",
