@@ -4,5 +4,6 @@ pytest_plugins = [
     "tests.support.databases",
     "tests.support.smtp",
     "tests.support.cli",
+    "tests.support.schedulers",
     "tests.support.browser",
 ]
