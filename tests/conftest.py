@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.support.databases",
+    "tests.support.stores",
     "tests.support.smtp",
     "tests.support.cli",
     "tests.support.schedulers",

@@ -21,7 +21,6 @@ NOT_YET = frozenset({
     "src/nurture/content/sequences.py",
     "src/nurture/rendering/library.py",
     "src/nurture/store/accounts.py",
-    "src/nurture/store/repository.py",
     "src/nurture/web/admin.py",
     "src/nurture/web/app.py",
 })

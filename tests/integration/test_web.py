@@ -34,16 +34,9 @@ from nurture.engine.tokens import TokenSigner
 from nurture.services.runtime import Runtime
 from nurture.store.accounts import AccountStore
 from nurture.store.database import make_engine
-from nurture.store.models import (
-    Base,
-    ConsentEvent,
-    Delivery,
-    Enrollment,
-    Subscriber,
-    address_hash,
-    suppression_table,
-)
+from nurture.store.models import Base, ConsentEvent, Delivery, Enrollment, Subscriber, suppression_table
 from nurture.store.repository import SqlStore
+from nurture.store.rules import address_hash
 from nurture.web.app import FALLBACK_CRISIS, create_app, load_crisis
 from nurture.web.forms import CONSENT_TEXT_SHA256
 from nurture.web.options import WebOptions

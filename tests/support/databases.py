@@ -109,16 +109,25 @@ def _postgres_database(template: str | None) -> Iterator[str]:
             _drop_database(conn, name)
 
 
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of a fresh database migrated to head, on each backend."""
-    if request.param == "sqlite":
+@contextmanager
+def migrated_database(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[str]:
+    """The URL of a fresh database migrated to head on `backend` ("sqlite" or "postgresql")."""
+    if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'nurture.db'}"
         upgrade(url)
         yield url
         return
     template: str = request.getfixturevalue("postgres_template")
     with _postgres_database(template) as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh database migrated to head, on each backend."""
+    with migrated_database(request.param, request, tmp_path) as url:
         yield url
 
 

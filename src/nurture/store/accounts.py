@@ -31,7 +31,6 @@ from nurture.store.models import (
     Enrollment,
     Subscriber,
     Suppression,
-    address_hash,
     consent_event_table,
     delivery_table,
     enrollment_table,
@@ -39,6 +38,7 @@ from nurture.store.models import (
     suppression_table,
 )
 from nurture.store.repository import SqlStore
+from nurture.store.rules import address_hash
 
 log = logging.getLogger(__name__)
 

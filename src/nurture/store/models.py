@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import datetime
 from typing import Final, cast
@@ -43,11 +42,6 @@ CLAIMABLE_SQL: Final = "status IN ('queued', 'deferred')"
 LEASED_SQL: Final = "status = 'sending'"
 CLAIMABLE_INDEX: Final = "ix_delivery_claimable_due_at"
 LEASED_INDEX: Final = "ix_delivery_leased_lease_expires_at"
-
-
-def address_hash(email: str) -> str:
-    """sha256 hex of the normalized address: the suppression list keeps this, not the address."""
-    return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
 
 
 class Base(DeclarativeBase):

@@ -16,13 +16,13 @@ from nurture.store.models import (
     SchedulerHeartbeat,
     Subscriber,
     Suppression,
-    address_hash,
     consent_event_table,
     delivery_table,
     scheduler_heartbeat_table,
     subscriber_table,
     suppression_table,
 )
+from nurture.store.rules import address_hash
 
 _WAITING = (DeliveryStatus.QUEUED.value, DeliveryStatus.DEFERRED.value)
 _LEFT = (SubscriberStatus.UNSUBSCRIBED.value, SubscriberStatus.BOUNCED.value,

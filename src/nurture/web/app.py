@@ -41,7 +41,7 @@ from nurture.rendering.library import CrisisInfo, LocaleError, parse_crisis
 from nurture.services.events import CONSULT_BOOKED, record_event
 from nurture.services.runtime import Runtime, runtime_from
 from nurture.store.accounts import Account, AccountStore, ConfirmOutcome, PendingSignup
-from nurture.store.models import address_hash
+from nurture.store.rules import address_hash
 from nurture.web.admin import admin_router
 from nurture.web.admin_auth import AdminOptions
 from nurture.web.forms import (
