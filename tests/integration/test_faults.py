@@ -60,6 +60,7 @@ from tests.support.dispatchers import DOMAIN
 from tests.support.dispatchers import make_dispatcher as support_dispatcher
 from tests.support.schedulers import Schedulers, copy_content, wait_until
 from tests.support.smtp import ReceivedMessage, RecordingSmtpServer, SilentServer
+from tests.support.stores import subscriber_status
 
 ROOT = Path(__file__).resolve().parents[2]
 # A Monday, 10:00 in London (GMT), inside the sample's 09:00-20:00 window.
@@ -143,11 +144,6 @@ def leased_by(engine: Engine, owner: str) -> int:
     with engine.connect() as conn:
         return int(conn.scalar(select(func.count()).select_from(Delivery).where(
             Delivery.status == DeliveryStatus.SENDING.value, Delivery.lease_owner == owner)) or 0)
-
-
-def subscriber_status(engine: Engine, email: str) -> str:
-    with engine.connect() as conn:
-        return str(conn.scalar(select(Subscriber.status).where(Subscriber.email == email)))
 
 
 def tally(server: RecordingSmtpServer, expected: set[UUID]) -> tuple[int, int, int]:
