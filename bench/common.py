@@ -225,7 +225,8 @@ def make_dispatcher(store: Any, content: Any, smtp_port: int, *, owner: str = "b
     from datetime import timedelta
 
     from nurture.config import parse_smtp_url
-    from nurture.engine.dispatcher import Dispatcher, DispatchPolicy
+    from nurture.engine.dispatcher import Dispatcher
+    from nurture.engine.policy import DispatchPolicy
     from nurture.smtp.transports import SmtpTransport
 
     if transport is None:

@@ -130,7 +130,7 @@ class TimedLinks:
 @contextmanager
 def timed_build_message(watch: Stopwatch) -> Any:
     """Wraps the build_message the dispatcher module imported, for the duration of one run."""
-    import nurture.engine.dispatcher as dispatcher_module
+    import nurture.engine.decisions as dispatcher_module
 
     namespace = vars(dispatcher_module)
     original = namespace["build_message"]
@@ -150,7 +150,7 @@ def timed_build_message(watch: Stopwatch) -> Any:
 def prebuild(content: Any, persons: list[Any], now: Any) -> list[tuple[str, bytes]]:
     """The messages the Dispatcher will send, built ahead: same step, people, link and id shapes."""
     from nurture.domain.model import Profile
-    from nurture.engine.dispatcher import message_id_for
+    from nurture.engine.decisions import message_id_for
     from nurture.rendering.mime import build_message
     from nurture.rendering.types import Recipient
 

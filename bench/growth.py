@@ -124,7 +124,7 @@ def generate_history(backend: str, url: str, n: int) -> float:
 def outcome_for(claim: Any, sequence: Any, version: str, now: Any) -> Any:
     """What the Dispatcher records after a 250: sent, and the planner's next step queued."""
     from nurture.domain.model import Profile
-    from nurture.engine.dispatcher import message_id_for
+    from nurture.engine.decisions import message_id_for
     from nurture.engine.planner import plan_next
     from nurture.engine.ports import DeliveryStatus, EnrollmentStatus, Outcome
 

@@ -5,5 +5,6 @@ pytest_plugins = [
     "tests.support.stores",
     "tests.support.smtp",
     "tests.support.cli",
+    "tests.support.schedulers",
     "tests.support.browser",
 ]

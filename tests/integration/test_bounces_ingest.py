@@ -14,13 +14,9 @@ from sqlalchemy import select
 
 from nurture.cli.bounces import register
 from nurture.config import load_settings
-from nurture.engine.bounces import (
-    apply_feedback,
-    events_from_webhook,
-    sign_webhook,
-    verify_webhook_signature,
-)
-from nurture.engine.dispatcher import message_id_for
+from nurture.engine.decisions import message_id_for
+from nurture.engine.feedback import apply_feedback
+from nurture.engine.feedback_webhooks import events_from_webhook, sign_webhook, verify_webhook_signature
 from nurture.engine.ports import (
     ConsentRecord,
     DeliveryStatus,

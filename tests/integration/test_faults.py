@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,8 +35,10 @@ from nurture.clock import utcnow
 from nurture.config import parse_smtp_url
 from nurture.content.library import ContentHolder
 from nurture.domain.people import make_person
-from nurture.engine.dispatcher import Dispatcher, DispatchPolicy, message_id_for, retry_delay
+from nurture.engine.decisions import message_id_for, retry_delay
+from nurture.engine.dispatcher import Dispatcher
 from nurture.engine.enrollment import enroll
+from nurture.engine.policy import DispatchPolicy
 from nurture.engine.ports import (
     ClaimedDelivery,
     ConsentRecord,
@@ -53,17 +52,17 @@ from nurture.engine.ports import (
     Transport,
 )
 from nurture.engine.throttle import CircuitBreaker, Throttle
-from nurture.engine.tokens import LinkMaker, TokenSigner
-from nurture.rendering.types import Brand
 from nurture.smtp.transports import SmtpTransport
 from nurture.store.accounts import AccountStore
 from nurture.store.models import Delivery, Subscriber
 from nurture.store.repository import SqlStore
+from tests.support.dispatchers import DOMAIN
+from tests.support.dispatchers import make_dispatcher as support_dispatcher
+from tests.support.schedulers import Schedulers, copy_content, wait_until
 from tests.support.smtp import ReceivedMessage, RecordingSmtpServer, SilentServer
+from tests.support.stores import subscriber_status
 
 ROOT = Path(__file__).resolve().parents[2]
-DOMAIN = "nurture.test"
-SENDER = f"Nurture <hello@{DOMAIN}>"
 # A Monday, 10:00 in London (GMT), inside the sample's 09:00-20:00 window.
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 CONSENT = ConsentRecord(kind="operator", source="fault-test")
@@ -76,29 +75,14 @@ def figures(name: str, **values: object) -> None:
 # -- content, dispatcher and enrollment helpers ---------------------------------------------------
 
 
-def _copy_content(target: Path, *, all_day: bool) -> tuple[Path, Path]:
-    """The sample and system sequences with their templates: stable while others edit content."""
-    sequences, templates = target / "sequences", target / "templates"
-    sequences.mkdir(parents=True)
-    for name in ("sample.yaml", "system.yaml"):
-        text = (ROOT / "sequences" / name).read_text()
-        if all_day:
-            # Process tests run on the real clock: its hour must not matter.
-            text = text.replace('hours: "09:00-20:00"', 'hours: "00:00-24:00"')
-        (sequences / name).write_text(text)
-    for part in ("layouts", "locales", "emails/sample", "emails/system"):
-        shutil.copytree(ROOT / "templates" / part, templates / part)
-    return sequences, templates
-
-
 @pytest.fixture(scope="module")
 def sample_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return _copy_content(tmp_path_factory.mktemp("content"), all_day=False)
+    return copy_content(tmp_path_factory.mktemp("content"), all_day=False)
 
 
 @pytest.fixture(scope="module")
 def all_day_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return _copy_content(tmp_path_factory.mktemp("content-all-day"), all_day=True)
+    return copy_content(tmp_path_factory.mktemp("content-all-day"), all_day=True)
 
 
 @pytest.fixture
@@ -108,20 +92,9 @@ def content(sample_dirs: tuple[Path, Path]) -> ContentHolder:
 
 def make_dispatcher(store: Any, content: ContentHolder, transport: Transport, *,
                     throttle: Throttle | None = None, **policy: Any) -> Dispatcher:
-    return Dispatcher(
-        store=store,
-        transport=transport,
-        content=content,
-        brand=Brand(sender=SENDER, discreet_sender_name="Weekly notes",
-                    postal_address="Nurture Test, 12 Sample Road, Testville",
-                    base_url="https://nurture.test"),
-        links=LinkMaker(base_url="https://nurture.test", signer=TokenSigner("x" * 32),
-                        unsubscribe_mailto="unsubscribe@nurture.test"),
-        owner="fault-test",
-        message_id_domain=DOMAIN,
-        policy=DispatchPolicy(**{"batch_size": 50, **policy}),
-        throttle=throttle or Throttle(),
-    )
+    """Batches of 50, and no breaker unless a test brings one: every fault reaches the relay."""
+    return support_dispatcher(store, content, transport, owner="fault-test",
+                              throttle=throttle or Throttle(), **{"batch_size": 50, **policy})
 
 
 def smtp(url: str, timeout: float = 5.0) -> SmtpTransport:
@@ -149,6 +122,12 @@ def enroll_bulk(store: SqlStore, count: int, due_at: datetime, prefix: str = "p"
     )
 
 
+def due_welcomes(store: SqlStore, count: int) -> set[UUID]:
+    """`count` welcomes due a second ago on the real clock, the schedulers' own: their ids."""
+    enroll_bulk(store, count, utcnow() - timedelta(seconds=1))
+    return welcome_ids(store.engine)
+
+
 def welcome_ids(engine: Engine) -> set[UUID]:
     with engine.connect() as conn:
         return set(conn.scalars(select(Delivery.id).where(Delivery.step_key == "welcome")))
@@ -167,11 +146,6 @@ def leased_by(engine: Engine, owner: str) -> int:
             Delivery.status == DeliveryStatus.SENDING.value, Delivery.lease_owner == owner)) or 0)
 
 
-def subscriber_status(engine: Engine, email: str) -> str:
-    with engine.connect() as conn:
-        return str(conn.scalar(select(Subscriber.status).where(Subscriber.email == email)))
-
-
 def tally(server: RecordingSmtpServer, expected: set[UUID]) -> tuple[int, int, int]:
     """(received, duplicates, lost) by Message-ID; every received ID must be one we expected."""
     wanted = {message_id_for(delivery_id, DOMAIN) for delivery_id in expected}
@@ -179,14 +153,6 @@ def tally(server: RecordingSmtpServer, expected: set[UUID]) -> tuple[int, int, i
     assert set(counts) <= wanted, "a message with an unknown Message-ID was sent"
     duplicates = sum(count - 1 for count in counts.values())
     return sum(counts.values()), duplicates, len(wanted - set(counts))
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 @dataclass
@@ -235,100 +201,6 @@ def relay() -> Iterator[RecordingSmtpServer]:
 
 
 
-class Schedulers:
-    """`python -m nurture scheduler` processes with their logs in files (a full pipe would block)."""
-
-    def __init__(self, env: dict[str, str], workdir: Path) -> None:
-        self.env = env
-        self.workdir = workdir
-        self.running: list[subprocess.Popen[bytes]] = []
-        self.all: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> subprocess.Popen[bytes]:
-        index = len(self.all)
-        with (self.workdir / f"scheduler-{index}.log").open("wb") as log_file:
-            process = subprocess.Popen([sys.executable, "-m", "nurture", "scheduler"],
-                                       env=self.env, cwd=self.workdir, stdout=log_file,
-                                       stderr=subprocess.STDOUT)
-        self.running.append(process)
-        self.all.append(process)
-        return process
-
-    @staticmethod
-    def owner(process: subprocess.Popen[bytes]) -> str:
-        return f"{socket.gethostname()}:{process.pid}"
-
-    def kill(self, process: subprocess.Popen[bytes]) -> None:
-        process.kill()
-        process.wait(timeout=10)
-        self.running.remove(process)
-
-    def stop_all(self, timeout: float = 30) -> list[int]:
-        for process in self.running:
-            # Before its handler is installed, SIGTERM ends an interpreter still importing.
-            self._wait_started(process, timeout)
-            process.send_signal(signal.SIGTERM)
-        codes = [process.wait(timeout=timeout) for process in self.running]
-        self.running = []
-        return codes
-
-    def _wait_started(self, process: subprocess.Popen[bytes], timeout: float) -> None:
-        index = self.all.index(process)
-        wait_until(lambda: '"scheduler started"' in self.log_text(index) or process.poll() is not None,
-                   timeout, f"scheduler {index} to start")
-
-    def log_text(self, index: int) -> str:
-        return (self.workdir / f"scheduler-{index}.log").read_text(errors="replace")
-
-    def sent_by_each(self) -> list[int]:
-        totals = []
-        for index in range(len(self.all)):
-            sent = 0
-            for line in self.log_text(index).splitlines():
-                if '"dispatch batch"' in line:
-                    sent += int(json.loads(line).get("sent", 0))
-            totals.append(sent)
-        return totals
-
-    def cleanup(self) -> None:
-        for process in self.running:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
-        self.running = []
-
-
-@pytest.fixture
-def schedulers_for(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Schedulers]]:
-    made: list[Schedulers] = []
-
-    def make(env: dict[str, str]) -> Schedulers:
-        made.append(Schedulers(env, tmp_path))
-        return made[-1]
-
-    yield make
-    for group in made:
-        group.cleanup()
-
-
-def scheduler_env(database_url: str, smtp_port: int, content_dirs: tuple[Path, Path],
-                  **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
-    env.update({
-        "NURTURE_DATABASE_URL": database_url,
-        "NURTURE_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
-        "NURTURE_SMTP_TIMEOUT_SECONDS": "5",
-        "NURTURE_SEQUENCES_DIR": str(content_dirs[0]),
-        "NURTURE_TEMPLATES_DIR": str(content_dirs[1]),
-        "NURTURE_SENDER": SENDER,
-        "NURTURE_TICK_SECONDS": "0.2",
-        "NURTURE_BATCH_SIZE": "50",
-        "NURTURE_LOG_LEVEL": "INFO",
-    })
-    env.update(extra)
-    return env
-
-
 # -- 1. several schedulers ------------------------------------------------------------------------
 
 
@@ -337,12 +209,11 @@ def scheduler_env(database_url: str, smtp_port: int, content_dirs: tuple[Path, P
 @pytest.mark.slow
 def test_three_schedulers_send_every_delivery_exactly_once(
     database_url: str, store: SqlStore, relay: RecordingSmtpServer,
-    all_day_dirs: tuple[Path, Path], schedulers_for: Callable[[dict[str, str]], Schedulers],
+    all_day_dirs: tuple[Path, Path], schedulers_for: Callable[..., Schedulers],
 ) -> None:
     count = 3000
-    enroll_bulk(store, count, utcnow() - timedelta(seconds=1))
-    expected = welcome_ids(store.engine)
-    group = schedulers_for(scheduler_env(database_url, relay.port, all_day_dirs))
+    expected = due_welcomes(store, count)
+    group = schedulers_for(relay.port, all_day_dirs)
     started = time.monotonic()
     for _ in range(3):
         group.start()
@@ -369,16 +240,13 @@ def test_three_schedulers_send_every_delivery_exactly_once(
 @pytest.mark.slow
 def test_kill_9_mid_batch_loses_nothing_and_duplicates_at_most_what_was_in_flight(
     database_url: str, store: SqlStore, relay: RecordingSmtpServer,
-    all_day_dirs: tuple[Path, Path], schedulers_for: Callable[[dict[str, str]], Schedulers],
+    all_day_dirs: tuple[Path, Path], schedulers_for: Callable[..., Schedulers],
 ) -> None:
     count, kills = 1200, 3
     seed = random.randrange(1_000_000)
     rng = random.Random(seed)
-    enroll_bulk(store, count, utcnow() - timedelta(seconds=1))
-    expected = welcome_ids(store.engine)
-    env = scheduler_env(database_url, relay.port, all_day_dirs,
-                        NURTURE_LEASE_SECONDS="10")
-    group = schedulers_for(env)
+    expected = due_welcomes(store, count)
+    group = schedulers_for(relay.port, all_day_dirs, NURTURE_LEASE_SECONDS="10")
     group.start()
     group.start()
     in_flight: list[int] = []
@@ -399,7 +267,7 @@ def test_kill_9_mid_batch_loses_nothing_and_duplicates_at_most_what_was_in_fligh
     # clock passed in rather than slept.
     later = (utcnow() + timedelta(minutes=2)).isoformat()
     finish = subprocess.run([sys.executable, "-m", "nurture", "dispatch", "--now", later, "--json"],
-                            env=env, cwd=group.workdir, capture_output=True, text=True,
+                            env=group.env, cwd=group.workdir, capture_output=True, text=True,
                             timeout=120, check=False)
     assert finish.returncode == 0, finish.stderr
 
@@ -578,12 +446,11 @@ def test_silent_relay_times_out_and_loses_nothing(
 @pytest.mark.slow
 def test_killed_database_connections_recover_on_the_next_tick(
     database_url: str, store: SqlStore, relay: RecordingSmtpServer,
-    all_day_dirs: tuple[Path, Path], schedulers_for: Callable[[dict[str, str]], Schedulers],
+    all_day_dirs: tuple[Path, Path], schedulers_for: Callable[..., Schedulers],
 ) -> None:
     count = 800
-    enroll_bulk(store, count, utcnow() - timedelta(seconds=1))
-    expected = welcome_ids(store.engine)
-    group = schedulers_for(scheduler_env(database_url, relay.port, all_day_dirs))
+    expected = due_welcomes(store, count)
+    group = schedulers_for(relay.port, all_day_dirs)
     process = group.start()
     relay.wait_for(1, timeout=30)
     terminated = 0
@@ -870,16 +737,14 @@ def test_store_errors_mid_batch_record_what_was_sent_and_release_the_rest(
 
 def test_sigterm_finishes_the_message_in_flight_releases_the_rest_and_exits_0(
     database_url: str, store: SqlStore, relay: RecordingSmtpServer,
-    all_day_dirs: tuple[Path, Path], schedulers_for: Callable[[dict[str, str]], Schedulers],
+    all_day_dirs: tuple[Path, Path], schedulers_for: Callable[..., Schedulers],
 ) -> None:
     count = 100
-    enroll_bulk(store, count, utcnow() - timedelta(seconds=1))
-    expected = welcome_ids(store.engine)
+    expected = due_welcomes(store, count)
     # 40 a second shared by 2 processes: this one sends 20 a second, so a batch of 50 takes
     # 2.5 s and the SIGTERM lands in the middle of one.
-    env = scheduler_env(database_url, relay.port, all_day_dirs,
-                        NURTURE_RATE_PER_SECOND="40", NURTURE_SCHEDULER_PROCESSES="2")
-    group = schedulers_for(env)
+    group = schedulers_for(relay.port, all_day_dirs, NURTURE_RATE_PER_SECOND="40",
+                           NURTURE_SCHEDULER_PROCESSES="2")
     process = group.start()
     # With 20 per sliding second, send n + 20 never starts before 1 s after send n.
     relay.wait_for(21, timeout=30)
@@ -898,7 +763,7 @@ def test_sigterm_finishes_the_message_in_flight_releases_the_rest_and_exits_0(
     assert statuses["sending"] == 0, "the rest of the batch was released"
     assert statuses["sent"] == received_at_stop, "what went out was recorded before exiting"
     finish = subprocess.run([sys.executable, "-m", "nurture", "dispatch"], env={
-        **env, "NURTURE_RATE_PER_SECOND": "0"}, cwd=group.workdir, capture_output=True, text=True,
+        **group.env, "NURTURE_RATE_PER_SECOND": "0"}, cwd=group.workdir, capture_output=True, text=True,
         timeout=60, check=False)
     assert finish.returncode == 0, finish.stderr
     received, duplicates, lost = tally(relay, expected)

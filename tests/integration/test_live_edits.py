@@ -13,14 +13,13 @@ import pytest
 from nurture.config import parse_smtp_url
 from nurture.content.library import ContentHolder
 from nurture.domain.people import make_person
-from nurture.engine.dispatcher import Dispatcher, DispatchPolicy
+from nurture.engine.dispatcher import Dispatcher
 from nurture.engine.enrollment import enroll
 from nurture.engine.ports import ConsentRecord
-from nurture.engine.tokens import LinkMaker, TokenSigner
-from nurture.rendering.types import Brand
 from nurture.smtp.transports import SmtpTransport
 from nurture.store.content_versions import content_versions, record_content_version
 from nurture.store.repository import SqlStore
+from tests.support.dispatchers import make_dispatcher
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # Monday 10:00 in London, inside the window
@@ -49,13 +48,8 @@ def holder(content_dirs: tuple[Path, Path]) -> ContentHolder:
 
 @pytest.fixture
 def dispatcher(store: SqlStore, holder: ContentHolder, smtp_server: Any) -> Dispatcher:
-    return Dispatcher(
-        store=store, transport=SmtpTransport(parse_smtp_url(smtp_server.url), timeout=5),
-        content=holder,
-        brand=Brand(sender="Nurture <hello@nurture.test>", discreet_sender_name="Notes",
-                    postal_address="1 Test Street", base_url="https://nurture.test"),
-        links=LinkMaker(base_url="https://nurture.test", signer=TokenSigner("k" * 32)),
-        owner="test", message_id_domain="nurture.test", policy=DispatchPolicy())
+    return make_dispatcher(store, holder, SmtpTransport(parse_smtp_url(smtp_server.url), timeout=5),
+                           owner="test")
 
 
 def _edit(holder: ContentHolder, change: Callable[[str], str]) -> bool:

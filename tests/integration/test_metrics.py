@@ -66,7 +66,7 @@ def test_signed_feedback_webhook_suppresses_and_refuses_forgeries(
     import json
     from dataclasses import replace
 
-    from nurture.engine.bounces import sign_webhook
+    from nurture.engine.feedback_webhooks import sign_webhook
     from nurture.services.runtime import Runtime
     from nurture.store.repository import SqlStore
     from nurture.web.app import create_app

@@ -17,15 +17,14 @@ from nurture.domain.people import make_person
 from nurture.engine.dispatcher import Dispatcher
 from nurture.engine.enrollment import enroll
 from nurture.engine.ports import ConsentRecord
-from nurture.engine.tokens import LinkMaker, TokenSigner
 from nurture.logs import JsonFormatter
-from nurture.rendering.types import Brand
 from nurture.smtp.transports import SmtpTransport
 from nurture.store.models import Base, Delivery, Subscriber, suppression_table
 from nurture.store.operations import beat, heartbeats, mark_stopped, purge_departed, queue_health
 from nurture.store.repository import SqlStore
 from nurture.store.rules import address_hash
 from tests.support.cli import nurture
+from tests.support.dispatchers import make_dispatcher
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -33,13 +32,9 @@ EMAIL, NAME = "meera.r@example.org", "Meera"
 
 
 def _dispatcher(store: SqlStore, smtp_server: Any) -> Dispatcher:
-    return Dispatcher(
-        store=store, transport=SmtpTransport(parse_smtp_url(smtp_server.url), timeout=5),
-        content=ContentHolder(ROOT / "sequences", ROOT / "templates"),
-        brand=Brand(sender="Nurture <hello@nurture.test>", discreet_sender_name="Notes",
-                    postal_address="1 Test Street", base_url="https://nurture.test"),
-        links=LinkMaker(base_url="https://nurture.test", signer=TokenSigner("k" * 32)),
-        owner="ops-test", message_id_domain="nurture.test")
+    return make_dispatcher(store, ContentHolder(ROOT / "sequences", ROOT / "templates"),
+                           SmtpTransport(parse_smtp_url(smtp_server.url), timeout=5),
+                           owner="ops-test")
 
 
 def _enroll(store: SqlStore, email: str = EMAIL) -> None:

@@ -16,20 +16,20 @@ from sqlalchemy import update
 from nurture.config import parse_smtp_url
 from nurture.content.library import ContentHolder
 from nurture.domain.people import make_person
-from nurture.engine.dispatcher import SEND_AHEAD_LIMIT, Dispatcher, DispatchPolicy, message_id_for
+from nurture.engine.decisions import message_id_for
+from nurture.engine.dispatcher import Dispatcher
 from nurture.engine.enrollment import enroll
+from nurture.engine.pacing import SEND_AHEAD_LIMIT
 from nurture.engine.ports import ConsentRecord, Transport
-from nurture.engine.tokens import LinkMaker, TokenSigner
-from nurture.rendering.types import Brand
 from nurture.smtp.relay_process import ProcessTransport
 from nurture.smtp.transports import SmtpTransport
 from nurture.store.models import Subscriber
 from nurture.store.repository import SqlStore
+from tests.support.dispatchers import POSTAL, make_dispatcher
 
 ROOT = Path(__file__).resolve().parents[2]
 # A Monday, 10:00 in London (GMT in winter), inside the sample's 09:00-20:00 window.
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
-POSTAL = "Nurture Test, 12 Sample Road, Testville"
 
 
 @pytest.fixture
@@ -47,22 +47,6 @@ def dispatcher(request: pytest.FixtureRequest, store: SqlStore, content: Content
                             else ProcessTransport(endpoint, timeout=5))
     yield make_dispatcher(store, content, transport, batch_size=50)
     transport.close()
-
-
-def make_dispatcher(store: Any, content: ContentHolder, transport: Transport, *,
-                    batch_size: int) -> Dispatcher:
-    return Dispatcher(
-        store=store,
-        transport=transport,
-        content=content,
-        brand=Brand(sender="Nurture <hello@nurture.test>", discreet_sender_name="Weekly notes",
-                    postal_address=POSTAL, base_url="https://nurture.test"),
-        links=LinkMaker(base_url="https://nurture.test", signer=TokenSigner("x" * 32),
-                        unsubscribe_mailto="unsubscribe@nurture.test"),
-        owner="test-owner",
-        message_id_domain="nurture.test",
-        policy=DispatchPolicy(batch_size=batch_size),
-    )
 
 
 def _enroll(store: SqlStore, content: ContentHolder, email: str, *, hesitations: tuple[str, ...],

@@ -1,31 +1,33 @@
-"""The scheduler service as a real process: it sends what is due on its ticks and stops cleanly."""
+"""The scheduler service as a real process: it sends what is due on its ticks and stops cleanly;
+and in this process, on a clock passed in."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from nurture.config import load_settings
+from nurture.domain.people import make_person
+from nurture.engine.enrollment import enroll
+from nurture.engine.ports import ConsentRecord
+from nurture.scheduler.service import SchedulerService
+from nurture.services.runtime import runtime_from
 from nurture.store.database import make_engine, upgrade
+from nurture.store.operations import heartbeats
 from nurture.store.repository import SqlStore
+from tests.support.schedulers import copy_content, scheduler_env
 
 ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = (ROOT / "sequences", ROOT / "templates")
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 
-def _env(tmp_path: Path, smtp_port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
-    env.update({
-        "NURTURE_DATABASE_URL": f"sqlite:///{tmp_path / 'sched.db'}",
-        "NURTURE_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
-        "NURTURE_SEQUENCES_DIR": str(ROOT / "sequences"),
-        "NURTURE_TEMPLATES_DIR": str(ROOT / "templates"),
-        "NURTURE_TICK_SECONDS": "0.2",
-        "NURTURE_LOG_LEVEL": "INFO",
-    })
-    return env
+def _env(tmp_path: Path, smtp_port: int, content_dirs: tuple[Path, Path] = SAMPLE) -> dict[str, str]:
+    return scheduler_env(f"sqlite:///{tmp_path / 'sched.db'}", smtp_port, content_dirs)
 
 
 def _wait_for_exit(process: subprocess.Popen[str], timeout: float) -> int:
@@ -37,13 +39,8 @@ def _wait_for_exit(process: subprocess.Popen[str], timeout: float) -> int:
 
 
 def test_scheduler_sends_due_mail_and_stops_on_sigterm(tmp_path: Path, smtp_server: Any) -> None:
-    env = _env(tmp_path, smtp_server.port)
     # A copy of the sample whose window is the whole day, so the real clock's hour does not matter.
-    sequences = tmp_path / "sequences"
-    sequences.mkdir()
-    sample = (ROOT / "sequences" / "sample.yaml").read_text()
-    (sequences / "sample.yaml").write_text(sample.replace('hours: "09:00-20:00"', 'hours: "00:00-24:00"'))
-    env["NURTURE_SEQUENCES_DIR"] = str(sequences)
+    env = _env(tmp_path, smtp_server.port, copy_content(tmp_path / "content", all_day=True))
     upgrade(env["NURTURE_DATABASE_URL"])
     # Enrolled with the real clock: the scheduler is the one component that reads it.
     enrolled = subprocess.run(
@@ -94,3 +91,33 @@ def test_second_scheduler_on_one_sqlite_file_waits(tmp_path: Path, smtp_server: 
         if second is not None:
             # The waiting one gets the lock once the first exits, then stops on its SIGTERM.
             assert _wait_for_exit(second, timeout=30) == 0
+
+
+def test_the_service_runs_its_jobs_on_the_clock_it_is_given(tmp_path: Path,
+                                                           smtp_server: Any) -> None:
+    """No wall clock in the service: the heartbeat, the send and the stop carry the clock's time,
+    here a Monday 10:00 in London, inside the sample's send window whatever the real hour."""
+    url = f"sqlite:///{tmp_path / 'clock.db'}"
+    upgrade(url)
+    settings = load_settings(database_url=url, smtp_url=f"smtp://127.0.0.1:{smtp_server.port}",
+                             sequences_dir=ROOT / "sequences", templates_dir=ROOT / "templates")
+    runtime = runtime_from(settings, content_rules=True)
+    person = make_person("sam@example.org", "Sam", "Europe/London", ["stigma"])
+    enroll(runtime.store, runtime.content.current, [person], "sample",
+           ConsentRecord(kind="operator", source="test"), T0)
+    now = [T0]
+    service = SchedulerService(runtime, clock=lambda: now[0])
+    now[0] = T0 + timedelta(seconds=5)
+    service.dispatch.run()
+    now[0] = T0 + timedelta(seconds=6)
+    service.stop()
+
+    assert [m.recipients for m in smtp_server.messages] == [("sam@example.org",)]
+    (welcome,) = [d for d in runtime.store.deliveries_for("sam@example.org")
+                  if d.step_key == "welcome"]
+    assert welcome.sent_at is not None
+    assert timedelta(0) <= welcome.sent_at - (T0 + timedelta(seconds=5)) < timedelta(seconds=5)
+    (process,) = heartbeats(runtime.engine)
+    assert (process.started_at, process.last_tick_at, process.stopped_at) == (
+        T0, T0 + timedelta(seconds=5), T0 + timedelta(seconds=6))
+    assert (process.ticks, process.sent) == (1, 1)

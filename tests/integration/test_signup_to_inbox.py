@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import Engine
 
 from nurture.config import parse_smtp_url
-from nurture.engine.dispatcher import Dispatcher, DispatchPolicy
+from nurture.engine.dispatcher import Dispatcher
+from nurture.engine.policy import DispatchPolicy
 from nurture.engine.tokens import LinkMaker, TokenSigner
 from nurture.rendering.types import Brand
 from nurture.smtp.transports import SmtpTransport

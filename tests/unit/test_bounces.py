@@ -11,18 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from nurture.engine.bounces import (
-    FeedbackEvent,
-    FeedbackKind,
-    apply_feedback,
-    delivery_id_from,
-    events_from_webhook,
-    ingest_messages,
-    parse_report,
-    read_maildir,
-    sign_webhook,
-    verify_webhook_signature,
-)
+from nurture.engine.feedback import apply_feedback, delivery_id_from, ingest_messages, read_maildir
+from nurture.engine.feedback_reports import FeedbackEvent, FeedbackKind, parse_report
+from nurture.engine.feedback_webhooks import events_from_webhook, sign_webhook, verify_webhook_signature
 from nurture.engine.ports import SubscriberStatus
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bounces"

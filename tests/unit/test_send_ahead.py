@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from nurture.engine.dispatcher import SEND_AHEAD_LIMIT, _Pace
+from nurture.engine.pacing import SEND_AHEAD_LIMIT, Pace
 
 
 def test_one_ahead_until_the_relay_pace_is_known() -> None:
-    pace = _Pace()
+    pace = Pace()
     assert pace.window(0.1) == 1
     pace.replied(handed_at=0.0, at=0.001)
     assert pace.window(0.1) == 1  # one reply says nothing about the time per message
@@ -19,7 +19,7 @@ def test_one_ahead_until_the_relay_pace_is_known() -> None:
 ])
 def test_the_window_holds_about_send_ahead_seconds_of_the_relay(per_message: float,
                                                                 window: int) -> None:
-    pace = _Pace()
+    pace = Pace()
     at = 0.0
     for _ in range(20):
         pace.replied(handed_at=0.0, at=at)
@@ -28,7 +28,7 @@ def test_the_window_holds_about_send_ahead_seconds_of_the_relay(per_message: flo
 
 
 def test_waiting_for_the_next_message_is_not_counted_as_the_relay_time() -> None:
-    pace = _Pace()
+    pace = Pace()
     pace.replied(handed_at=0.0, at=1.000)
     # Handed over 50 ms after the last reply (a claim ran in between), answered 2 ms later.
     pace.replied(handed_at=1.050, at=1.052)
@@ -37,7 +37,7 @@ def test_waiting_for_the_next_message_is_not_counted_as_the_relay_time() -> None
 
 
 def test_the_pace_follows_a_relay_that_slows_down() -> None:
-    pace = _Pace()
+    pace = Pace()
     at = 0.0
     for _ in range(10):
         pace.replied(handed_at=0.0, at=at)

@@ -35,7 +35,7 @@ def register(subparsers: Commands) -> None:
 
 
 def cmd_bounces_ingest(settings: Settings, args: argparse.Namespace) -> int:
-    from nurture.engine.bounces import ingest_messages, read_maildir
+    from nurture.engine.feedback import ingest_messages, read_maildir
     from nurture.store.database import ensure_migrated, make_engine
     from nurture.store.repository import SqlStore
 

@@ -1,11 +1,13 @@
-"""The interfaces the dispatcher owns: what it needs of storage and of a mail transport.
+"""The interfaces the engine owns: what the dispatcher, enrollment and feedback need of storage,
+and what the dispatcher needs of a mail transport.
 
-The store package implements `DeliveryStore` with SQLAlchemy; `transports.py` implements `Transport`.
-Only plain data crosses these ports, so the core never sees a session, a row or a socket.
+The store package implements the store ports with SQLAlchemy; `smtp.transports` implements
+`Transport`. Only plain data crosses these ports, so the core never sees a session, a row or a socket.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -209,6 +211,22 @@ class EnrollmentStore(Protocol):
         """Create or update subscribers (status active) and enroll them; an address that is
         suppressed or already enrolled in the sequence is not enrolled again (created=False, reason).
         Many items go in one transaction with bulk statements (10,000 in a few seconds)."""
+        ...
+
+
+class FeedbackStore(Protocol):
+    def feedback_targets(
+        self, *, emails: Seq[str], delivery_ids: Seq[UUID]
+    ) -> tuple[dict[str, UUID], dict[UUID, UUID]]:
+        """Subscriber ids by (normalized) address and by delivery id, for those that exist."""
+        ...
+
+    def suppress_subscribers(
+        self, reasons: Mapping[UUID, str], *, status: SubscriberStatus, now: datetime
+    ) -> int:
+        """Suppress these subscribers' addresses (reason per subscriber), set their status
+        (BOUNCED or COMPLAINED), end their open enrollments and skip their waiting deliveries;
+        returns how many addresses were not suppressed before. Idempotent."""
         ...
 
 

@@ -12,6 +12,8 @@ from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from enum import StrEnum
 
+from nurture.engine.ports import SendErrorKind, SendResult
+
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
@@ -277,3 +279,27 @@ class Throttle:
             breaker=CircuitBreaker.from_settings(settings, clock=clock),
             limiter=RateLimiter.from_settings(settings, clock=clock, sleep=sleep),
         )
+
+    def ready(self) -> bool:
+        """The relay may be tried: there is no breaker, or it is not open."""
+        return self.breaker is None or self.breaker.ready()
+
+    def gate(self, should_stop: ShouldStop = _never) -> bool:
+        """Wait for the rate limit and ask the breaker; False means "do not send now"."""
+        breaker, limiter = self.breaker, self.limiter
+        if breaker is not None and not breaker.ready():
+            return False
+        if limiter is not None and not limiter.acquire(should_stop):
+            return False
+        # After the wait: ask last, since in half-open state this takes the single trial.
+        return breaker is None or breaker.allow()
+
+    def observe(self, result: SendResult) -> None:
+        """Tell the breaker how a send went."""
+        if self.breaker is None:
+            return
+        # A permanent refusal is an answer about the recipient from a relay that works.
+        if result.ok or result.error_kind is SendErrorKind.PERMANENT:
+            self.breaker.record_success()
+        else:
+            self.breaker.record_failure()

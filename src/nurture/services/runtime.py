@@ -10,7 +10,8 @@ from sqlalchemy.engine import Engine
 
 from nurture.config import Settings
 from nurture.content.library import ContentHolder
-from nurture.engine.dispatcher import Dispatcher, DispatchPolicy
+from nurture.engine.dispatcher import Dispatcher
+from nurture.engine.policy import DispatchPolicy
 from nurture.engine.ports import Transport
 from nurture.engine.throttle import Throttle, ThrottleSettings
 from nurture.engine.tokens import LinkMaker, TokenSigner

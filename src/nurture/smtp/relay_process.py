@@ -24,6 +24,9 @@ from typing import Any
 
 from nurture.config import SmtpEndpoint
 from nurture.engine.ports import Answer, OutgoingMessage, SendErrorKind, SendResult
+from nurture.logs import configure_logging
+from nurture.smtp.session import PreparedMessage, prepare
+from nurture.smtp.transports import SmtpTransport
 
 log = logging.getLogger(__name__)
 
@@ -222,66 +225,83 @@ class ProcessTransport:
         self.close()
 
 
+class _Child:
+    """The child's side of the socket: it answers the parent's requests in order, handing back
+    answers in batches and making the next message ready while the relay digests a body."""
+
+    def __init__(self, conn: Connection, transport: SmtpTransport) -> None:
+        self._conn = conn
+        self._transport = transport
+        self._unreachable = False
+        self._answers: list[tuple[SendResult, float] | None] = []
+        # The next request, when it was read while the relay digested a body, and its message
+        # made ready for the wire.
+        self._ahead: tuple[Any, ...] | None = None
+        self._prepared_ahead: PreparedMessage | None = None
+
+    def serve(self) -> None:
+        """Until told to close; raises EOFError or OSError when the parent goes away."""
+        while True:
+            request = self._next_request()
+            if request[0] == _CLOSE:
+                self._conn.send("closed")
+                return
+            if request[0] == _RESET:
+                self._unreachable = False
+            else:
+                self._send(request)
+
+    def _next_request(self) -> tuple[Any, ...]:
+        if self._ahead is None:
+            self._hand_back()  # before waiting for the parent
+            request: tuple[Any, ...] = self._conn.recv()
+            return request
+        request, self._ahead = self._ahead, None
+        return request
+
+    def _send(self, request: tuple[Any, ...]) -> None:
+        _, message, skip_after_failure = request
+        prepared, self._prepared_ahead = self._prepared_ahead or prepare(message), None
+        if skip_after_failure and self._unreachable:
+            self._answers.append(None)
+            return
+        result = self._transport.start(prepared)
+        if result is None:
+            # The relay is reading the body and deciding: meanwhile hand back the answers
+            # the parent may be waiting for, and make the next message ready.
+            self._hand_back()
+            self._read_ahead()
+            result = self._transport.complete()
+        self._answers.append((result, time.monotonic()))
+        if skip_after_failure:
+            self._unreachable = result.error_kind is SendErrorKind.CONNECTION
+
+    def _read_ahead(self) -> None:
+        if self._conn.poll(0):
+            self._ahead = self._conn.recv()
+            if self._ahead[0] == _SEND:
+                self._prepared_ahead = prepare(self._ahead[1])
+
+    def _hand_back(self) -> None:
+        """Write the answers back once enough wait, or at once when the parent has sent nothing
+        more: it may be waiting for them."""
+        if self._answers and (len(self._answers) >= REPLY_BATCH or not self._conn.poll(0)):
+            self._conn.send(self._answers)
+            self._answers = []
+
+
 def _serve(conn: Connection) -> None:
     """The child: answer requests in order until told to close or until the parent goes away."""
     # Ctrl-C reaches the whole process group, and a container's stop signal may too; the parent
     # decides when sending ends (after the messages in flight) and then closes the socket.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from nurture.logs import configure_logging
-    from nurture.smtp.session import PreparedMessage, prepare
-    from nurture.smtp.transports import SmtpTransport
-
     endpoint, timeout, local_hostname, log_level = conn.recv()
     configure_logging(log_level)
     transport = SmtpTransport(endpoint, timeout=timeout, local_hostname=local_hostname)
-    unreachable = False
-    answers: list[tuple[SendResult, float] | None] = []
-    # The next request, when it was read while the relay digested a body, and its message
-    # made ready for the wire.
-    ahead: tuple[Any, ...] | None = None
-    prepared_ahead: PreparedMessage | None = None
-
-    def hand_back() -> None:
-        """Write the answers back once enough wait, or at once when the parent has sent nothing
-        more: it may be waiting for them."""
-        nonlocal answers
-        if answers and (len(answers) >= REPLY_BATCH or not conn.poll(0)):
-            conn.send(answers)
-            answers = []
-
     conn.send("ready")
     try:
-        while True:
-            if ahead is None:
-                hand_back()  # before waiting for the parent
-                request = conn.recv()
-            else:
-                request, ahead = ahead, None
-            if request[0] == _CLOSE:
-                conn.send("closed")
-                return
-            if request[0] == _RESET:
-                unreachable = False
-                continue
-            _, message, skip_after_failure = request
-            prepared, prepared_ahead = prepared_ahead or prepare(message), None
-            if skip_after_failure and unreachable:
-                answers.append(None)
-                continue
-            result = transport.start(prepared)
-            if result is None:
-                # The relay is reading the body and deciding: meanwhile hand back the answers
-                # the parent may be waiting for, and make the next message ready.
-                hand_back()
-                if conn.poll(0):
-                    ahead = conn.recv()
-                    if ahead[0] == _SEND:
-                        prepared_ahead = prepare(ahead[1])
-                result = transport.complete()
-            answers.append((result, time.monotonic()))
-            if skip_after_failure:
-                unreachable = result.error_kind is SendErrorKind.CONNECTION
+        _Child(conn, transport).serve()
     except (EOFError, OSError):
         return  # the parent is gone
     finally:

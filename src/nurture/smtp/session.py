@@ -68,24 +68,41 @@ def start(smtp: smtplib.SMTP, prepared: PreparedMessage) -> dict[str, tuple[int,
     """MAIL, RCPT, DATA and the body, as sendmail sends them; the recipients refused (while at
     least one is accepted). Raises what sendmail raises for a refusal before the body."""
     smtp.ehlo_or_helo_if_needed()
+    smtp.putcmd("mail", f"FROM:{prepared.sender}{_mail_options(smtp, prepared)}")
+    code, reply = smtp.getreply()
+    if code != 250:
+        _after_refusal(smtp, code)
+        raise smtplib.SMTPSenderRefused(code, reply, prepared.message.envelope_from)
+    refused = _recipients(smtp, prepared)
+    smtp.putcmd("data")
+    code, reply = smtp.getreply()
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)
+    smtp.send(prepared.body)
+    return refused
+
+
+def _mail_options(smtp: smtplib.SMTP, prepared: PreparedMessage) -> str:
+    """MAIL's parameters as sendmail adds them: SIZE when the relay offers it, SMTPUTF8 for an
+    address that is not ASCII (refused before MAIL when the relay does not offer it)."""
     options = []
     if smtp.does_esmtp:
         if smtp.has_extn("size"):
             options.append(f"size={prepared.size}")
         if prepared.utf8:
             options.append("SMTPUTF8")
-    option_list = ""
-    if options:
-        if prepared.utf8:
-            if not smtp.has_extn("smtputf8"):
-                raise smtplib.SMTPNotSupportedError("SMTPUTF8 not supported by server")
-            smtp.command_encoding = "utf-8"
-        option_list = " " + " ".join(options)
-    smtp.putcmd("mail", f"FROM:{prepared.sender}{option_list}")
-    code, reply = smtp.getreply()
-    if code != 250:
-        _after_refusal(smtp, code)
-        raise smtplib.SMTPSenderRefused(code, reply, prepared.message.envelope_from)
+    if not options:
+        return ""
+    if prepared.utf8:
+        if not smtp.has_extn("smtputf8"):
+            raise smtplib.SMTPNotSupportedError("SMTPUTF8 not supported by server")
+        smtp.command_encoding = "utf-8"
+    return " " + " ".join(options)
+
+
+def _recipients(smtp: smtplib.SMTP, prepared: PreparedMessage) -> dict[str, tuple[int, bytes]]:
+    """RCPT for each recipient; the refused ones. Raises when all are refused, or at once when
+    the relay is closing the connection (421)."""
     refused: dict[str, tuple[int, bytes]] = {}
     for address, quoted in prepared.recipients:
         smtp.putcmd("rcpt", f"TO:{quoted}")
@@ -98,11 +115,6 @@ def start(smtp: smtplib.SMTP, prepared: PreparedMessage) -> dict[str, tuple[int,
     if len(refused) == len(prepared.recipients):
         _reset(smtp)
         raise smtplib.SMTPRecipientsRefused(refused)
-    smtp.putcmd("data")
-    code, reply = smtp.getreply()
-    if code != 354:
-        raise smtplib.SMTPDataError(code, reply)
-    smtp.send(prepared.body)
     return refused
 
 

@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
-from nurture.engine.bounces import apply_feedback, events_from_webhook, verify_webhook_signature
+from nurture.engine.feedback import apply_feedback
+from nurture.engine.feedback_webhooks import events_from_webhook, verify_webhook_signature
 from nurture.services.metrics import queue_metrics
 from nurture.store.database import DatabaseNotMigrated, database_answers, ensure_migrated
 from nurture.web.dependencies import Web
