@@ -212,7 +212,7 @@ def run_backend(backend: str, options: Options, work: Any, content: Any, holder:
     from nurture.config import parse_smtp_url
     from nurture.smtp.relay_process import ProcessTransport
     from nurture.store.database import make_engine
-    from nurture.store.repository import SqlStore
+    from nurture.store.sql.store import SqlStore
 
     n = len(persons)
     with database(backend, options, work) as url:

@@ -146,7 +146,7 @@ class Prepared:
 
     def __init__(self, backend: str, url: str, history: int, load_seconds: float) -> None:
         from nurture.store.database import make_engine
-        from nurture.store.repository import SqlStore
+        from nurture.store.sql.store import SqlStore
 
         self.backend, self.history, self.load_seconds = backend, history, load_seconds
         self.engine = make_engine(url)

@@ -44,7 +44,7 @@ def run(options: Options) -> dict[str, Any]:
     from nurture.clock import utcnow
     from nurture.content.library import ContentHolder
     from nurture.store.database import make_engine
-    from nurture.store.repository import SqlStore
+    from nurture.store.sql.store import SqlStore
 
     quiet_logging()
     tick = options.tick

@@ -75,7 +75,7 @@ def child(argv: list[str]) -> int:
     from nurture.clock import utcnow
     from nurture.content.library import ContentHolder
     from nurture.store.database import make_engine
-    from nurture.store.repository import SqlStore
+    from nurture.store.sql.store import SqlStore
 
     quiet_logging()
     data_key()
@@ -101,7 +101,7 @@ def measure(options: Options, work: Path, content: Any, holder: Any, server: Ser
             count: int) -> dict[str, Any]:
     from nurture.clock import utcnow
     from nurture.store.database import make_engine
-    from nurture.store.repository import SqlStore
+    from nurture.store.sql.store import SqlStore
 
     with database("sqlite", options, work) as url:
         engine = make_engine(url)

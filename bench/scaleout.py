@@ -60,7 +60,7 @@ def measure(options: Options, work: Any, content: Any, holder: Any, server: Serv
             processes: int, count: int) -> dict[str, Any]:
     from nurture.clock import utcnow
     from nurture.store.database import make_engine
-    from nurture.store.repository import SqlStore
+    from nurture.store.sql.store import SqlStore
 
     server.reset()
     with database("postgresql", options, work) as url:

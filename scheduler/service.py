@@ -24,7 +24,7 @@ from nurture.scheduler.sqlite_lock import sqlite_single_process
 from nurture.services.metrics import SchedulerMetrics, metered
 from nurture.services.runtime import Runtime, runtime_from
 from nurture.smtp.factory import transport_from_settings
-from nurture.store.accounts import AccountStore
+from nurture.store.accounts.store import AccountStore
 from nurture.store.content_versions import record_content_version
 from nurture.store.operations import beat, mark_stopped, purge_departed
 

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from nurture.content.library import ContentHolder
 from nurture.services.runtime import Runtime
 from nurture.store.models import Delivery
-from nurture.store.repository import SqlStore
+from nurture.store.sql.store import SqlStore
 from nurture.web.admin.auth import SESSION_COOKIE, AdminAuth, AdminOptions, hash_password
 from nurture.web.admin.formatting import mask_address, redact_addresses
 from nurture.web.admin.previews import PREVIEW_CSP

@@ -16,7 +16,7 @@ from nurture.config import Settings
 from nurture.content.library import ContentHolder
 from nurture.services.runtime import Runtime
 from nurture.store.database import make_engine, upgrade
-from nurture.store.repository import SqlStore
+from nurture.store.sql.store import SqlStore
 from nurture.web.app import create_app
 from nurture.web.options import WebOptions
 

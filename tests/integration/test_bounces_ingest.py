@@ -26,7 +26,7 @@ from nurture.engine.ports import (
     Outcome,
 )
 from nurture.store.models import Subscriber
-from nurture.store.repository import SqlStore
+from nurture.store.sql.store import SqlStore
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bounces"
 DOMAIN = "nurture.test"

@@ -15,9 +15,9 @@ from nurture.domain.people import make_person
 from nurture.engine.enrollment import enroll
 from nurture.engine.ports import ConsentRecord
 from nurture.store import crypto
-from nurture.store.accounts import AccountStore
-from nurture.store.repository import SqlStore
+from nurture.store.accounts.store import AccountStore
 from nurture.store.rotation import rotate_data_keys
+from nurture.store.sql.store import SqlStore
 from tests.support.smtp import RecordingSmtpServer
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ from nurture.config import Settings
 from nurture.content.library import ContentHolder
 from nurture.services.runtime import Runtime
 from nurture.store.models import Delivery, Enrollment
-from nurture.store.repository import SqlStore
+from nurture.store.sql.store import SqlStore
 from nurture.store.stats import step_stats
 from nurture.web.app import create_app
 from nurture.web.options import WebOptions

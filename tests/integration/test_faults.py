@@ -53,9 +53,9 @@ from nurture.engine.ports import (
 )
 from nurture.engine.throttle import CircuitBreaker, Throttle
 from nurture.smtp.transports import SmtpTransport
-from nurture.store.accounts import AccountStore
+from nurture.store.accounts.store import AccountStore
 from nurture.store.models import Delivery, Subscriber
-from nurture.store.repository import SqlStore
+from nurture.store.sql.store import SqlStore
 from tests.support.dispatchers import DOMAIN
 from tests.support.dispatchers import make_dispatcher as support_dispatcher
 from tests.support.schedulers import Schedulers, copy_content, wait_until

@@ -18,7 +18,7 @@ from nurture.engine.enrollment import enroll
 from nurture.engine.ports import ConsentRecord
 from nurture.smtp.transports import SmtpTransport
 from nurture.store.content_versions import content_versions, record_content_version
-from nurture.store.repository import SqlStore
+from nurture.store.sql.store import SqlStore
 from tests.support.dispatchers import make_dispatcher
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -68,7 +68,7 @@ def test_signed_feedback_webhook_suppresses_and_refuses_forgeries(
 
     from nurture.engine.feedback_webhooks import sign_webhook
     from nurture.services.runtime import Runtime
-    from nurture.store.repository import SqlStore
+    from nurture.store.sql.store import SqlStore
     from nurture.web.app import create_app
     from nurture.web.options import WebOptions
 

@@ -21,8 +21,8 @@ from nurture.logs import JsonFormatter
 from nurture.smtp.transports import SmtpTransport
 from nurture.store.models import Base, Delivery, Subscriber, suppression_table
 from nurture.store.operations import beat, heartbeats, mark_stopped, purge_departed, queue_health
-from nurture.store.repository import SqlStore
 from nurture.store.rules import address_hash
+from nurture.store.sql.store import SqlStore
 from tests.support.cli import nurture
 from tests.support.dispatchers import make_dispatcher
 

@@ -24,7 +24,7 @@ from nurture.engine.ports import ConsentRecord, Transport
 from nurture.smtp.relay_process import ProcessTransport
 from nurture.smtp.transports import SmtpTransport
 from nurture.store.models import Subscriber
-from nurture.store.repository import SqlStore
+from nurture.store.sql.store import SqlStore
 from tests.support.dispatchers import POSTAL, make_dispatcher
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ from nurture.scheduler.service import SchedulerService
 from nurture.services.runtime import runtime_from
 from nurture.store.database import make_engine, upgrade
 from nurture.store.operations import heartbeats
-from nurture.store.repository import SqlStore
+from nurture.store.sql.store import SqlStore
 from tests.support.schedulers import copy_content, scheduler_env
 
 ROOT = Path(__file__).resolve().parents[2]

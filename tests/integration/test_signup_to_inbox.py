@@ -18,7 +18,7 @@ from nurture.engine.policy import DispatchPolicy
 from nurture.engine.tokens import LinkMaker, TokenSigner
 from nurture.rendering.types import Brand
 from nurture.smtp.transports import SmtpTransport
-from nurture.store.repository import SqlStore
+from nurture.store.sql.store import SqlStore
 from tests.integration.test_web import EMAIL, SECRET, T0, Web, build_web
 
 LINK = re.compile(r"http://testserver/[a-z]+/[A-Za-z0-9_.\-]+")

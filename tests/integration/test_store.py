@@ -27,9 +27,9 @@ from nurture.engine.ports import (
     Outcome,
     SubscriberStatus,
 )
-from nurture.store.bulk import SQLITE_IN_CHUNK
 from nurture.store.database import make_engine
-from nurture.store.repository import SqlStore
+from nurture.store.sql.bulk import SQLITE_IN_CHUNK
+from nurture.store.sql.store import SqlStore
 from tests.support.stores import AnyStore, StoreProbe
 
 NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)

@@ -32,11 +32,11 @@ from nurture.domain.problems import ContentInvalid
 from nurture.engine.ports import SubscriberStatus
 from nurture.engine.tokens import TokenSigner
 from nurture.services.runtime import Runtime
-from nurture.store.accounts import AccountStore
+from nurture.store.accounts.store import AccountStore
 from nurture.store.database import make_engine
 from nurture.store.models import Base, ConsentEvent, Delivery, Enrollment, Subscriber, suppression_table
-from nurture.store.repository import SqlStore
 from nurture.store.rules import address_hash
+from nurture.store.sql.store import SqlStore
 from nurture.web.app import create_app
 from nurture.web.crisis import FALLBACK_CRISIS, load_crisis
 from nurture.web.forms import CONSENT_TEXT_SHA256

@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from nurture.store.database import describe_url, make_engine, upgrade
-from nurture.store.repository import SqlStore
+from nurture.store.sql.store import SqlStore
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TEMPLATE_DB = "nurture_test_template"

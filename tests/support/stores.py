@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import Engine, insert, select, update
 
 from nurture.engine.ports import ConsentRecord, DeliveryKind, DeliveryStatus, SubscriberStatus
-from nurture.store.account_types import PendingSignup
-from nurture.store.accounts import AccountStore
+from nurture.store.accounts.store import AccountStore
+from nurture.store.accounts.types import PendingSignup
 from nurture.store.database import make_engine
-from nurture.store.memory import MemoryStore
+from nurture.store.memory.store import MemoryStore
 from nurture.store.models import Enrollment, Subscriber, delivery_table, subscriber_table
-from nurture.store.repository import SqlStore
+from nurture.store.sql.store import SqlStore
 from nurture.store.views import DeliveryView
 from tests.support.databases import BACKENDS, migrated_database
 

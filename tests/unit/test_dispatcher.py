@@ -28,7 +28,7 @@ from nurture.engine.ports import (
     SubscriberStatus,
 )
 from nurture.engine.throttle import CircuitBreaker, Throttle
-from nurture.store.memory import MemoryStore
+from nurture.store.memory.store import MemoryStore
 from tests.support.dispatchers import DOMAIN, make_dispatcher
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -37,7 +37,7 @@ def register(subparsers: Commands) -> None:
 def cmd_bounces_ingest(settings: Settings, args: argparse.Namespace) -> int:
     from nurture.engine.feedback import ingest_messages, read_maildir
     from nurture.store.database import ensure_migrated, make_engine
-    from nurture.store.repository import SqlStore
+    from nurture.store.sql.store import SqlStore
 
     messages: Iterable[bytes]
     if (args.maildir is None) == (args.source is None) or args.source not in (None, "-"):

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from nurture.cli.arguments import CommandError, Commands
 from nurture.config import Settings, unknown_variables, variable_name
-from nurture.store.accounts import AccountStore
+from nurture.store.accounts.store import AccountStore
 
 # Shown as *** by `config check`.
 SECRET_FIELDS = frozenset({"secret_key", "api_key", "feedback_webhook_secret", "data_keys", "admin_users"})

@@ -14,9 +14,9 @@ from nurture.content.sequences import KNOWN_EXIT_EVENTS
 from nurture.domain.people import Person
 from nurture.engine.enrollment import new_enrollment
 from nurture.engine.ports import ConsentRecord, SubscriberStatus
-from nurture.store.accounts import AccountStore
+from nurture.store.accounts.store import AccountStore
 from nurture.store.events import end_enrollments
-from nurture.store.repository import SqlStore
+from nurture.store.sql.store import SqlStore
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from nurture.engine.tokens import LinkMaker, TokenSigner
 from nurture.rendering.types import Brand
 from nurture.smtp.factory import transport_from_settings
 from nurture.store.database import ensure_migrated, make_engine
-from nurture.store.repository import SqlStore
+from nurture.store.sql.store import SqlStore
 
 
 def brand_from(settings: Settings) -> Brand:

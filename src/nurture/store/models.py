@@ -170,7 +170,7 @@ class ContentVersion(Base):
     files: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
-# Core tables for the bulk statements of the repository (executemany without ORM bookkeeping).
+# Core tables for the bulk statements of SqlStore (executemany without ORM bookkeeping).
 subscriber_table: Final = cast(Table, Subscriber.__table__)
 consent_event_table: Final = cast(Table, ConsentEvent.__table__)
 enrollment_table: Final = cast(Table, Enrollment.__table__)

@@ -11,7 +11,7 @@ from email.utils import parseaddr
 from nurture.config import Settings
 from nurture.engine.tokens import TokenSigner
 from nurture.services.runtime import Runtime
-from nurture.store.accounts import AccountStore
+from nurture.store.accounts.store import AccountStore
 from nurture.web.enroller import Enroller
 from nurture.web.options import WebOptions
 from nurture.web.pages import Pages

@@ -16,7 +16,7 @@ from nurture.domain.people import Person
 from nurture.domain.problems import ContentInvalid
 from nurture.engine.enrollment import new_enrollment
 from nurture.engine.ports import ConsentRecord, NewEnrollment
-from nurture.store.account_types import Account
+from nurture.store.accounts.types import Account
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from nurture.content.library import UnknownSequence
 from nurture.domain.problems import ContentInvalid
 from nurture.services.events import CONSULT_BOOKED, record_event
-from nurture.store.account_types import ConfirmOutcome
+from nurture.store.accounts.types import ConfirmOutcome
 from nurture.web.dependencies import (
     BookedToken,
     Caller,

@@ -17,7 +17,7 @@ from starlette.datastructures import FormData
 
 from nurture.domain.reasons import REASONS
 from nurture.engine.ports import SubscriberStatus
-from nurture.store.account_types import Account
+from nurture.store.accounts.types import Account
 from nurture.web.context import WebContext
 from nurture.web.dependencies import Caller, CheckedForm, Client, PreferencesToken, Web
 from nurture.web.forms import check_answers, pause_until

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from nurture.domain.reasons import REASONS
 from nurture.engine.ports import ConsentRecord
-from nurture.store.account_types import PendingSignup
+from nurture.store.accounts.types import PendingSignup
 from nurture.web.context import WebContext
 from nurture.web.crisis import crisis_page
 from nurture.web.dependencies import Caller, CsrfPassed, PostedForm, SignupLimit, Web

@@ -9,7 +9,7 @@ from collections.abc import Sequence as Seq
 from dataclasses import replace
 
 from nurture.engine.ports import Outcome, SubscriberStatus
-from nurture.store.memory_tables import DeliveryRecord, Tables
+from nurture.store.memory.tables import DeliveryRecord, Tables
 from nurture.store.outcome_rows import (
     bounced_subscribers,
     delivery_updates,

@@ -13,7 +13,6 @@ from sqlalchemy import Engine, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from nurture.engine.ports import DeliveryStatus, EnrollmentStatus, SubscriberStatus
-from nurture.store.bulk import Bulk, is_open
 from nurture.store.models import (
     CLAIMABLE_SQL,
     Delivery,
@@ -30,6 +29,7 @@ from nurture.store.rules import (
     replaceable_by,
     require_aware,
 )
+from nurture.store.sql.bulk import Bulk, is_open
 
 log = logging.getLogger(__name__)
 

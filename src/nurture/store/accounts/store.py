@@ -11,15 +11,10 @@ from typing import Any
 from sqlalchemy import Engine
 
 from nurture.engine.ports import ConsentRecord, NewEnrollment
-from nurture.store.account_types import (
-    Account,
-    ConfirmOutcome,
-    PendingSignup,
-    SignupResult,
-)
-from nurture.store.personal_data import PersonalData
-from nurture.store.preferences import Preferences
-from nurture.store.signup import Signups
+from nurture.store.accounts.personal_data import PersonalData
+from nurture.store.accounts.preferences import Preferences
+from nurture.store.accounts.signup import Signups
+from nurture.store.accounts.types import Account, ConfirmOutcome, PendingSignup, SignupResult
 
 
 class AccountStore:

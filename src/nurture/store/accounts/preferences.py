@@ -11,7 +11,7 @@ from typing import Any, Final
 from sqlalchemy import Engine, select, update
 
 from nurture.engine.ports import ConsentRecord, DeliveryStatus, EnrollmentStatus, SubscriberStatus
-from nurture.store.account_sql import WAITING, add_consent
+from nurture.store.accounts.statements import WAITING, add_consent
 from nurture.store.models import (
     Enrollment,
     Subscriber,

@@ -25,7 +25,6 @@ from nurture.engine.ports import (
     SubscriberSnapshot,
     SubscriberStatus,
 )
-from nurture.store.bulk import Bulk, Column, expression
 from nurture.store.crypto import DataKeyError, decrypt_list, decrypt_text
 from nurture.store.models import (
     CLAIMABLE_INDEX,
@@ -38,7 +37,8 @@ from nurture.store.models import (
     delivery_table,
 )
 from nurture.store.rules import DONE, address_hash, require_aware
-from nurture.store.suppressions import suppressed_hashes
+from nurture.store.sql.bulk import Bulk, Column, expression
+from nurture.store.sql.suppressions import suppressed_hashes
 from nurture.store.types import UTCDateTime
 
 log = logging.getLogger(__name__)

@@ -18,12 +18,12 @@ from nurture.engine.ports import (
     Outcome,
     SubscriberStatus,
 )
-from nurture.store.claims import Claims
-from nurture.store.enrollments import Enrollments
-from nurture.store.inspection import Inspection
-from nurture.store.leases import Leases
-from nurture.store.outcomes import Outcomes
-from nurture.store.suppressions import Suppressions
+from nurture.store.sql.claims import Claims
+from nurture.store.sql.enrollments import Enrollments
+from nurture.store.sql.inspection import Inspection
+from nurture.store.sql.leases import Leases
+from nurture.store.sql.outcomes import Outcomes
+from nurture.store.sql.suppressions import Suppressions
 from nurture.store.views import DeliveryView, EnrollmentView
 
 

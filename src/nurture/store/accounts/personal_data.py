@@ -12,8 +12,8 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.engine import Connection
 
 from nurture.engine.ports import EnrollmentStatus, SubscriberStatus
-from nurture.store.account_sql import is_suppressed, suppress
-from nurture.store.account_types import Account, EnrollmentState
+from nurture.store.accounts.statements import is_suppressed, suppress
+from nurture.store.accounts.types import Account, EnrollmentState
 from nurture.store.models import (
     ConsentEvent,
     Delivery,

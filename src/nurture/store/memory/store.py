@@ -27,8 +27,8 @@ from nurture.engine.ports import (
     SubscriberStatus,
 )
 from nurture.store.enrollment_rows import EnrollmentBatch, plan_enrollments
-from nurture.store.memory_outcomes import apply_outcomes, check_instants, held_rows
-from nurture.store.memory_tables import DeliveryRecord, SubscriberRecord, Tables
+from nurture.store.memory.outcomes import apply_outcomes, check_instants, held_rows
+from nurture.store.memory.tables import DeliveryRecord, SubscriberRecord, Tables
 from nurture.store.rules import (
     CLAIMABLE,
     SUPPRESSION_REASON_MAX,

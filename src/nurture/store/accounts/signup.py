@@ -14,24 +14,24 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from nurture.engine.ports import DeliveryKind, DeliveryStatus, NewEnrollment, SubscriberStatus
-from nurture.store.account_sql import (
+from nurture.store.accounts.personal_data import read_account
+from nurture.store.accounts.statements import (
     WAITING,
     add_consent,
     is_suppressed,
     queue_confirmation,
     subscriber_status,
 )
-from nurture.store.account_types import (
+from nurture.store.accounts.types import (
     Account,
     ConfirmOutcome,
     PendingSignup,
     SignupOutcome,
     SignupResult,
 )
-from nurture.store.enrollments import Enrollments
 from nurture.store.models import Subscriber, delivery_table, subscriber_table
-from nurture.store.personal_data import read_account
 from nurture.store.rules import require_aware
+from nurture.store.sql.enrollments import Enrollments
 
 log = logging.getLogger(__name__)
 

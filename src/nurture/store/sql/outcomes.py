@@ -12,7 +12,6 @@ from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 
 from nurture.engine.ports import DeliveryStatus, Outcome, SubscriberStatus
-from nurture.store.bulk import Bulk, is_open
 from nurture.store.models import (
     Delivery,
     Enrollment,
@@ -33,7 +32,8 @@ from nurture.store.outcome_rows import (
     wanted_next,
 )
 from nurture.store.rules import outcomes_by_delivery
-from nurture.store.suppressions import subscriber_emails
+from nurture.store.sql.bulk import Bulk, is_open
+from nurture.store.sql.suppressions import subscriber_emails
 
 log = logging.getLogger(__name__)
 

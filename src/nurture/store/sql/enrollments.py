@@ -15,7 +15,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from nurture.engine.ports import EnrollResult, NewEnrollment
-from nurture.store.bulk import Bulk, is_open
 from nurture.store.enrollment_rows import EnrollmentBatch, plan_enrollments
 from nurture.store.models import (
     Enrollment,
@@ -26,7 +25,8 @@ from nurture.store.models import (
     subscriber_table,
 )
 from nurture.store.rules import address_hash, require_aware
-from nurture.store.suppressions import suppressed_hashes
+from nurture.store.sql.bulk import Bulk, is_open
+from nurture.store.sql.suppressions import suppressed_hashes
 
 log = logging.getLogger(__name__)
 

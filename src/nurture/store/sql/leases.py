@@ -13,10 +13,10 @@ from sqlalchemy import ColumnElement, Engine, select, text, update
 from sqlalchemy.engine import Connection
 
 from nurture.engine.ports import DeliveryStatus, EnrollmentStatus, LiveState, SubscriberStatus
-from nurture.store.bulk import Bulk
 from nurture.store.models import LEASED_SQL, Delivery, Enrollment, Subscriber, delivery_table
 from nurture.store.rules import address_hash, require_aware
-from nurture.store.suppressions import suppressed_hashes
+from nurture.store.sql.bulk import Bulk
+from nurture.store.sql.suppressions import suppressed_hashes
 
 log = logging.getLogger(__name__)
 
