@@ -6,5 +6,7 @@ pytest_plugins = [
     "tests.support.smtp",
     "tests.support.cli",
     "tests.support.schedulers",
+    "tests.support.web",
+    "tests.support.admin",
     "tests.support.browser",
 ]

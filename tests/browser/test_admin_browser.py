@@ -15,7 +15,7 @@ from argon2 import PasswordHasher
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from nurture.store.database import make_engine, upgrade
-from tests.integration.test_admin import (
+from tests.support.admin import (
     ADMIN,
     BLAME_SECTION,
     ENV_ADMIN_USERS,
@@ -25,13 +25,14 @@ from tests.integration.test_admin import (
     build_admin_web,
     deliver_to_people,
 )
-from tests.integration.test_web import ROOT, serve
+from tests.support.paths import ROOT
 from tests.support.smtp import RecordingSmtpServer
+from tests.support.web import serve
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots" / "admin"
+SCREENSHOTS = ROOT / "artifacts" / "screenshots" / "admin"
 
 
 @pytest.fixture(scope="module")

@@ -26,10 +26,10 @@ from nurture.rendering.library import TemplateLibrary
 from nurture.rendering.types import Brand, Links, Recipient
 from tests.browser import a11y
 from tests.support.browser import DEFAULT_TIMEOUT_MS
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.browser
 
-ROOT: Final = Path(__file__).resolve().parents[2]
 SEQUENCES: Final = ROOT / "sequences"
 TEMPLATES: Final = ROOT / "templates"
 # Loaded one by one when the whole content does not load (someone's sequence is mid-edit).

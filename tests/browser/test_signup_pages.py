@@ -19,8 +19,8 @@ from nurture.store.database import make_engine, upgrade
 from nurture.store.models import Subscriber
 from nurture.web.forms import CONSENT_TEXT, SAFETY_QUESTION
 from tests.browser import a11y
-from tests.integration.test_web import EMAIL, NAME, Web, build_web, serve, subscriber_row
 from tests.support.browser import DEFAULT_TIMEOUT_MS
+from tests.support.web import EMAIL, NAME, Web, build_web, serve, subscriber_row
 
 pytestmark = pytest.mark.browser
 

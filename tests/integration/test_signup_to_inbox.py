@@ -19,7 +19,8 @@ from nurture.engine.tokens import LinkMaker, TokenSigner
 from nurture.rendering.types import Brand
 from nurture.smtp.transports import SmtpTransport
 from nurture.store.sql.store import SqlStore
-from tests.integration.test_web import EMAIL, SECRET, T0, Web, build_web
+from tests.support.clock import T0
+from tests.support.web import EMAIL, SECRET, Web, build_web
 
 LINK = re.compile(r"http://testserver/[a-z]+/[A-Za-z0-9_.\-]+")
 

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Final, NoReturn
 
 import pytest
 
+from tests.support.paths import ROOT
+
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
-ROOT: Final = Path(__file__).resolve().parents[2]
 CHROMIUM: Final = Path("/usr/bin/chromium")
 # The background-networking flags matter: this machine refuses outside connections, and without
 # them Chromium keeps trying (and the launch can stall).
@@ -52,7 +53,7 @@ def chromium() -> Iterator[Browser]:
 
     Module scope, not session: between its calls Playwright's sync API leaves its asyncio loop
     marked as running in the main thread, so while it is started no other test can run an event
-    loop there (tests/integration/test_web.py's Browser does). Stopping it after each browser module
+    loop there (tests/support/web.py's Browser does). Stopping it after each browser module
     keeps the rest of the suite unaffected, for about a second per module. For the same reason a
     browser test module must not drive asyncio in the main thread itself (uvicorn in its own
     thread is fine).

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.dispatchers import SENDER
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
 
 
 def copy_content(target: Path, *, all_day: bool) -> tuple[Path, Path]:
