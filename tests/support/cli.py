@@ -13,6 +13,14 @@ import pytest
 from tests.support.paths import ROOT
 
 
+def clean_env(settings: dict[str, str]) -> dict[str, str]:
+    """This process's environment without any NURTURE_* variable of its own, plus `settings`: a
+    child sees only the settings its test chose."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
+    env.update(settings)
+    return env
+
+
 def nurture(*args: str, env: dict[str, str], cwd: Path | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "nurture", *args], env=env, cwd=cwd or ROOT,
@@ -21,8 +29,7 @@ def nurture(*args: str, env: dict[str, str], cwd: Path | None = None,
 
 @pytest.fixture
 def cli_env(tmp_path: Path, smtp_server: Any) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
-    env.update({
+    return clean_env({
         "NURTURE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
         "NURTURE_SMTP_URL": f"smtp://127.0.0.1:{smtp_server.port}",
         "NURTURE_SEQUENCES_DIR": str(ROOT / "sequences"),
@@ -30,4 +37,3 @@ def cli_env(tmp_path: Path, smtp_server: Any) -> dict[str, str]:
         "NURTURE_BASE_URL": "https://nurture.test",
         "NURTURE_SENDER": "Nurture <hello@nurture.test>",
     })
-    return env

@@ -4,7 +4,6 @@ send window may be the whole day, and a group of schedulers started, killed and 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import clean_env
 from tests.support.dispatchers import SENDER
 from tests.support.paths import ROOT
 
@@ -38,8 +38,7 @@ def copy_content(target: Path, *, all_day: bool) -> tuple[Path, Path]:
 def scheduler_env(database_url: str, smtp_port: int, content_dirs: tuple[Path, Path],
                   **extra: str) -> dict[str, str]:
     """A scheduler's environment: this one's, without any NURTURE_* variable but these."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
-    env.update({
+    return clean_env({
         "NURTURE_DATABASE_URL": database_url,
         "NURTURE_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
         "NURTURE_SMTP_TIMEOUT_SECONDS": "5",
@@ -49,9 +48,8 @@ def scheduler_env(database_url: str, smtp_port: int, content_dirs: tuple[Path, P
         "NURTURE_TICK_SECONDS": "0.2",
         "NURTURE_BATCH_SIZE": "50",
         "NURTURE_LOG_LEVEL": "INFO",
+        **extra,
     })
-    env.update(extra)
-    return env
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
