@@ -213,8 +213,11 @@ class Settings(BaseSettings):
     base_url: Annotated[str, AfterValidator(_check_base_url)] = "http://127.0.0.1:8000"
     secret_key: str = Field(default=DEFAULT_SECRET_KEY, min_length=16)
     sender: str = "Nurture <hello@nurture.localhost>"
-    discreet_sender_name: str = "Weekly notes"
+    # No rhythm in it: the emails do not come weekly, and a name should promise nothing it breaks.
+    discreet_sender_name: str = "Notes for you"
     unsubscribe_mailto: str | None = None
+    reply_to: str | None = Field(default=None, description="an inbox a person reads; emails then "
+                                 "invite replies (Reply-To)")
     booking_url: Annotated[str, AfterValidator(_check_base_url)] | None = None
     api_key: str | None = Field(default=None, min_length=24)
     feedback_webhook_secret: str | None = Field(default=None, min_length=24)
@@ -293,6 +296,16 @@ class Settings(BaseSettings):
         if "@" not in address:
             raise ValueError('must be an address, optionally with a name: "Name <hello@example.org>"')
         return value
+
+    @field_validator("reply_to")
+    @classmethod
+    def _reply_to_is_an_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        address = value.strip()
+        if any(ch in address for ch in "\r\n<>,; ") or address.count("@") != 1:
+            raise ValueError("must be one address such as replies@example.org, without a name")
+        return address
 
     @field_validator("postal_address")
     @classmethod

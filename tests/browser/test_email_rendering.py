@@ -39,7 +39,7 @@ PHONE: Final = 375
 
 BRAND: Final = Brand(
     sender="Nurture <hello@nurture.example.org>",
-    discreet_sender_name="Weekly notes",
+    discreet_sender_name="Notes for you",
     postal_address="Nurture Relationship Care\n12 Example Lane, Indiranagar\nBengaluru 560038",
     base_url="https://nurture.example.org",
 )

@@ -38,7 +38,7 @@ def dispatcher(web: Web, smtp_server: Any) -> Dispatcher:
         store=SqlStore(web.engine),
         transport=SmtpTransport(parse_smtp_url(smtp_server.url), timeout=5),
         content=web.content,
-        brand=Brand(sender="Nurture <hello@nurture.test>", discreet_sender_name="Weekly notes",
+        brand=Brand(sender="Nurture <hello@nurture.test>", discreet_sender_name="Notes for you",
                     postal_address="1 Test Street", base_url="http://testserver"),
         links=LinkMaker(base_url="http://testserver", signer=TokenSigner(SECRET)),
         owner="test",

@@ -17,7 +17,7 @@ from nurture.rendering.types import Brand
 DOMAIN = "nurture.test"
 SENDER = f"Nurture <hello@{DOMAIN}>"
 POSTAL = "Nurture Test, 12 Sample Road, Testville"
-BRAND = Brand(sender=SENDER, discreet_sender_name="Weekly notes", postal_address=POSTAL,
+BRAND = Brand(sender=SENDER, discreet_sender_name="Notes for you", postal_address=POSTAL,
               base_url=f"https://{DOMAIN}")
 LINKS = LinkMaker(base_url=f"https://{DOMAIN}", signer=TokenSigner("x" * 32),
                   unsubscribe_mailto=f"unsubscribe@{DOMAIN}")

@@ -66,6 +66,8 @@ def test_defaults_give_the_default_options() -> None:
     ("NURTURE_BREAKER_COOLDOWN_SECONDS", "inf", "finite"),
     ("NURTURE_BREAKER_MAX_COOLDOWN_SECONDS", "1", "at least NURTURE_BREAKER_COOLDOWN_SECONDS"),
     ("NURTURE_LOG_LEVEL", "loud", "DEBUG, INFO"),
+    ("NURTURE_REPLY_TO", "Ana <ana@example.org>", "without a name"),
+    ("NURTURE_REPLY_TO", "nobody", "one address"),
 ])
 def test_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str,
                                         message: str) -> None:

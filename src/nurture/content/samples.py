@@ -21,6 +21,9 @@ SAMPLE_LINKS: Final = Links(
     preferences_url="https://rules.example.org/preferences/check",
     action_url="https://rules.example.org/action/check",
     booked_url="https://rules.example.org/booked/check",
+    partner_yes_url="https://rules.example.org/yes/check",
+    started_solo_url="https://rules.example.org/solo/check",
+    discreet_url="https://rules.example.org/preferences/check/discreet",
 )
 SAMPLE_BRAND: Final = Brand(
     sender="Nurture <hello@example.org>",

@@ -17,7 +17,8 @@ from nurture.domain.problems import ContentProblem
 from nurture.domain.reasons import KNOWN_REASONS
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-KNOWN_EXIT_EVENTS = frozenset({"consult_booked"})
+# What a subscriber can report from the quiet links in emails (and the API, for a booked call).
+KNOWN_EXIT_EVENTS = frozenset({"consult_booked", "partner_said_yes", "started_solo"})
 SEQUENCE_FIELDS = {"key", "name", "window", "exit_on", "follow_up", "steps", "description"}
 STEP_FIELDS = {
     "key",

@@ -119,8 +119,8 @@ class LinkMaker:
         return f"{self.base_url}/confirm/{self.signer.sign('confirm', subscriber_id)}"
 
     def for_subscriber(self, subscriber_id: UUID) -> Links:
-        unsubscribe, preferences, booked = self.signer.sign_each(
-            ("unsubscribe", "preferences", "booked"), subscriber_id)
+        unsubscribe, preferences, booked, partner_yes, started_solo = self.signer.sign_each(
+            ("unsubscribe", "preferences", "booked", "partner_yes", "started_solo"), subscriber_id)
         mailto = None
         if self.unsubscribe_mailto:
             mailto = f"mailto:{self.unsubscribe_mailto}?subject=unsubscribe%20{unsubscribe}"
@@ -129,4 +129,7 @@ class LinkMaker:
             preferences_url=f"{self.base_url}/p/{preferences}",
             unsubscribe_mailto=mailto,
             booked_url=f"{self.base_url}/booked/{booked}",
+            partner_yes_url=f"{self.base_url}/yes/{partner_yes}",
+            started_solo_url=f"{self.base_url}/solo/{started_solo}",
+            discreet_url=f"{self.base_url}/p/{preferences}/discreet",
         )

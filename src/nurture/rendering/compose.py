@@ -61,6 +61,10 @@ def template_context(
     return {
         "booking": booking,
         "booked_url": values["booked_url"],
+        "partner_yes_url": values["partner_yes_url"],
+        "started_solo_url": values["started_solo_url"],
+        "discreet_url": values["discreet_url"],
+        "replies_read": brand.reply_to is not None,
         "first_name": values["first_name"],
         "hesitations": profile.hesitations,
         "discreet": profile.discreet,

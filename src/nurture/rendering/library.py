@@ -48,9 +48,16 @@ def _personal_values(recipient: Recipient, links: Links) -> dict[str, str]:
         "email": recipient.email.strip(),
         "unsubscribe_url": check_url("unsubscribe_url", links.unsubscribe_url, URL),
         "preferences_url": check_url("preferences_url", links.preferences_url, URL),
-        "action_url": check_url("action_url", links.action_url, URL) if links.action_url else "",
-        "booked_url": check_url("booked_url", links.booked_url, URL) if links.booked_url else "",
+        "action_url": _optional_url("action_url", links.action_url),
+        "booked_url": _optional_url("booked_url", links.booked_url),
+        "partner_yes_url": _optional_url("partner_yes_url", links.partner_yes_url),
+        "started_solo_url": _optional_url("started_solo_url", links.started_solo_url),
+        "discreet_url": _optional_url("discreet_url", links.discreet_url),
     }
+
+
+def _optional_url(name: str, value: str | None) -> str:
+    return check_url(name, value, URL) if value else ""
 
 
 class TemplateLibrary:
@@ -104,7 +111,7 @@ class TemplateLibrary:
         text = "\n".join(
             wrap_line(fill(line, values, str)) if dynamic else line for dynamic, line in structure.text_lines
         )
-        return RenderedEmail(from_header, subject, preheader, html, text)
+        return RenderedEmail(from_header, subject, preheader, html, text, reply_to=brand.reply_to)
 
     def _step_facts(self, step: Step) -> StepFacts:
         key = (
@@ -231,7 +238,8 @@ class TemplateLibrary:
             discreet=profile.discreet,
         )
         html: str = premailer.transform(document, **PREMAILER_OPTIONS)
-        return RenderedEmail(from_header, subject, preheader, html, wrap_text(text))
+        return RenderedEmail(from_header, subject, preheader, html, wrap_text(text),
+                             reply_to=brand.reply_to)
 
     def cache_stats(self) -> CacheStats:
         return CacheStats(self._cache.hits, self._cache.misses, len(self._cache))

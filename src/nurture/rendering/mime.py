@@ -188,6 +188,16 @@ def _html_part(html: str) -> str:
     ) + "\r\n"
 
 
+def _reply_to(rendered: RenderedEmail) -> list[str]:
+    """The Reply-To line when a person reads replies; an address only, checked like the recipient's."""
+    if not rendered.reply_to:
+        return []
+    address = one_line(rendered.reply_to)
+    if not _PLAIN_ADDRESS.match(address):
+        raise ValueError(f"Reply-To must be a plain address, not {address[:80]!r}")
+    return [f"Reply-To: {address}\r\n"]
+
+
 def build_message(
     rendered: RenderedEmail,
     *,
@@ -213,6 +223,7 @@ def build_message(
     lines = [
         _encoded_from(one_line(rendered.from_header)),
         f"To: {to}\r\n",
+        *_reply_to(rendered),
         _encoded_header("Subject", one_line(rendered.subject)),
         f"Date: {format_datetime(date)}\r\n",
         f"Message-ID: {message_id}\r\n",
@@ -255,6 +266,8 @@ def build_message_reference(
     message = EmailMessage(policy=_POLICY)
     message["From"] = one_line(rendered.from_header)
     message["To"] = Address(addr_spec=to)
+    if rendered.reply_to:
+        message["Reply-To"] = one_line(rendered.reply_to)
     message["Subject"] = one_line(rendered.subject)
     message["Date"] = format_datetime(date)
     message["Message-ID"] = message_id

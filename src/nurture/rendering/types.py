@@ -28,7 +28,13 @@ class Links:
     action_url: str | None = None
     """The one link a transactional email is about, such as the confirmation link."""
     booked_url: str | None = None
-    """"We booked a consult": one click that ends the sequence as a conversion."""
+    """"We booked a call": a page with one button that ends the sequence as a conversion."""
+    partner_yes_url: str | None = None
+    """"My partner said yes": the same, for the partner agreeing before anything is booked."""
+    started_solo_url: str | None = None
+    """"I've started on my own": the same, for a person who began sessions by themselves."""
+    discreet_url: str | None = None
+    """The preferences page's button that turns discreet mode on."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,8 @@ class Brand:
     base_url: str
     booking_url: str | None = None
     """Where the consult invitation sends people to book; overrides the locale file's link."""
+    reply_to: str | None = None
+    """An inbox a person reads (Reply-To); without one, emails say there is nothing to reply to."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class RenderedEmail:
     html: str
     """Inlined, final."""
     text: str
+    reply_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,10 +70,21 @@ class CrisisLine:
 
 
 @dataclass(frozen=True)
+class CrisisDirectory:
+    """A directory of helplines for readers whose country's numbers are not listed."""
+
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
 class CrisisInfo:
     heading: str
     text: str
     lines: tuple[CrisisLine, ...]
+    directory: CrisisDirectory | None = None
+    framing: str = ""
+    """What these notes are and are not: information, not care, and not for emergencies."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,10 @@ BODY_VARIABLES: Final[frozenset[str]] = frozenset(
         "preferences_url",
         "action_url",
         "booked_url",
+        "partner_yes_url",
+        "started_solo_url",
+        "discreet_url",
+        "replies_read",
         "booking",
     }
 )
@@ -38,6 +42,9 @@ PERSONAL_VARIABLES: Final[tuple[str, ...]] = (
     "preferences_url",
     "action_url",
     "booked_url",
+    "partner_yes_url",
+    "started_solo_url",
+    "discreet_url",
 )
 
 HTML_LAYOUT: Final = "layouts/email.html"

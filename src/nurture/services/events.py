@@ -21,6 +21,8 @@ from nurture.store.sql.store import SqlStore
 log = logging.getLogger(__name__)
 
 CONSULT_BOOKED = "consult_booked"
+PARTNER_SAID_YES = "partner_said_yes"
+STARTED_SOLO = "started_solo"
 
 
 class UnknownEvent(ValueError):

@@ -24,7 +24,7 @@ from nurture.store.sql.store import SqlStore
 def brand_from(settings: Settings) -> Brand:
     return Brand(sender=settings.sender, discreet_sender_name=settings.discreet_sender_name,
                  postal_address=settings.postal_address, base_url=settings.base_url,
-                 booking_url=settings.booking_url)
+                 booking_url=settings.booking_url, reply_to=settings.reply_to)
 
 
 def links_from(settings: Settings) -> LinkMaker:

@@ -147,7 +147,7 @@ def test_discreet_mode_uses_neutral_subject_and_sender(store: SqlStore, content:
     assert dispatcher.run(T0).sent == 1
     message = smtp_server.messages[0].message
     assert message["Subject"] == "Your weekly notes have started"
-    assert message["From"] == "Weekly notes <hello@nurture.test>"
+    assert message["From"] == "Notes for you <hello@nurture.test>"
 
 
 def test_stopped_relay_leaves_everything_queued(store: SqlStore, content: ContentHolder,

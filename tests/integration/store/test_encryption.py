@@ -126,7 +126,7 @@ def test_one_unreadable_subscriber_is_held_back_and_the_rest_still_go_out(
     with SmtpTransport(parse_smtp_url(smtp_server.url), timeout=5) as transport:
         dispatcher = Dispatcher(
             store=store, transport=transport, content=lambda: content.current,
-            brand=Brand(sender="Nurture <hello@nurture.test>", discreet_sender_name="Weekly notes",
+            brand=Brand(sender="Nurture <hello@nurture.test>", discreet_sender_name="Notes for you",
                         postal_address="Nurture Test, 12 Sample Road, Testville",
                         base_url="https://nurture.test"),
             links=LinkMaker(base_url="https://nurture.test", signer=TokenSigner("x" * 32)),

@@ -42,7 +42,7 @@ PREFERENCES_URL = "https://example.org/p/golden-token"
 BOOKED_URL = "https://example.org/booked/golden-token"
 BRAND = Brand(
     sender="Nurture <hello@example.org>",
-    discreet_sender_name="Weekly notes",
+    discreet_sender_name="Notes for you",
     postal_address="Nurture\n12 Example Lane\nSpringfield 40001",
     base_url="https://example.org",
 )
@@ -284,7 +284,7 @@ def test_discreet_mode_reveals_nothing_at_a_glance(
             assert REVEALING.search(email.preheader) is None, (email.preheader, where)
             opening = "\n".join(email.text.split("\n")[:5])
             assert REVEALING.search(opening) is None, (opening, where)
-            assert email.from_header == "Weekly notes <hello@example.org>"
+            assert email.from_header == "Notes for you <hello@example.org>"
             assert "<img" not in email.html
     regular = render(library, seq, step)
     assert regular.subject != render(library, seq, step, discreet=True).subject

@@ -46,7 +46,7 @@ from tests.support.paths import ROOT
 POLICY = DispatchPolicy(retry_base=timedelta(minutes=1), retry_max=timedelta(hours=6),
                         max_attempts=4, paused_recheck=timedelta(days=1))
 LETTERHEAD = Letterhead(
-    brand=Brand(sender="Nurture <hello@nurture.test>", discreet_sender_name="Weekly notes",
+    brand=Brand(sender="Nurture <hello@nurture.test>", discreet_sender_name="Notes for you",
                 postal_address="1 Test Street", base_url="https://nurture.test"),
     links=LinkMaker(base_url="https://nurture.test", signer=TokenSigner("x" * 32)),
     message_id_domain="nurture.test",

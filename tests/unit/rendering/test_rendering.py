@@ -68,7 +68,7 @@ LINKS = Links(
 )
 BRAND = Brand(
     sender="Nurture <hello@example.org>",
-    discreet_sender_name="Weekly notes",
+    discreet_sender_name="Notes for you",
     postal_address="Nurture\n12 Example Lane\nSpringfield 40001",
     base_url="https://example.org",
 )
@@ -171,7 +171,7 @@ def test_discreet_mode_changes_subject_preheader_and_sender(library: TemplateLib
     discreet = render(library, UNDERSTANDING, person(discreet=True))
     assert discreet.subject == "This week's note"
     assert discreet.preheader == "A few ideas for the days ahead"
-    assert discreet.from_header == "Weekly notes <hello@example.org>"
+    assert discreet.from_header == "Notes for you <hello@example.org>"
     assert "A few ideas for the days ahead" in discreet.html
     assert "staying safe" not in discreet.html
 
@@ -183,7 +183,7 @@ def test_discreet_mode_falls_back_to_regular_subject_when_none_is_set(
     rendered = render(library, step, person(discreet=True))
     assert rendered.subject == "Regular plain"
     assert rendered.preheader == "Pre"
-    assert rendered.from_header == "Weekly notes <hello@example.org>"
+    assert rendered.from_header == "Notes for you <hello@example.org>"
 
 
 def test_discreet_mode_has_no_images(tmp_path: Path) -> None:
@@ -408,6 +408,24 @@ def test_message_parses_back_with_both_parts_and_unsubscribe_headers(
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     for absent in ("Precedence", "Auto-Submitted", "X-Nurture-Step", "Bcc", "Cc"):
         assert absent not in message
+
+
+def test_reply_to_is_set_only_when_a_person_reads_replies(library: TemplateLibrary) -> None:
+    from dataclasses import replace
+
+    without = render(library, WELCOME, person())
+    assert "Reply-To" not in parse(build_message(
+        without, to="a@example.org", message_id="<r0@example.org>", links=LINKS, date=DATE))
+    reading = replace(BRAND, reply_to="replies@example.org")
+    rendered = library.render(SEQUENCE, WELCOME, person(), LINKS, reading)
+    for builder in (build_message, build_message_reference):
+        message = parse(builder(rendered, to="a@example.org", message_id="<r1@example.org>",
+                                links=LINKS, date=DATE))
+        assert message["Reply-To"] == "replies@example.org", builder.__name__
+    forged = replace(rendered, reply_to="replies@example.org\r\nBcc: x@example.org")
+    with pytest.raises(ValueError, match="Reply-To"):
+        build_message(forged, to="a@example.org", message_id="<r2@example.org>", links=LINKS,
+                      date=DATE)
 
 
 def test_list_unsubscribe_without_mailto_and_with_a_long_url(library: TemplateLibrary) -> None:
