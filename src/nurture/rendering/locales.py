@@ -11,7 +11,7 @@ from typing import Any, Final, TypeGuard
 import yaml
 
 from nurture.domain.problems import ContentProblem
-from nurture.rendering.types import CrisisInfo, CrisisLine, LocaleData
+from nurture.rendering.types import CrisisDirectory, CrisisInfo, CrisisLine, LocaleData
 
 LOCALE_FALLBACK: Final = "en"
 
@@ -54,7 +54,21 @@ def parse_crisis(crisis: object) -> CrisisInfo:
         heading=_string(crisis, "heading", "crisis"),
         text=_string(crisis, "text", "crisis"),
         lines=tuple(lines),
+        directory=_parse_directory(crisis.get("directory")),
+        framing=_string(crisis, "framing", "crisis", required=False),
     )
+
+
+def _parse_directory(directory: object) -> CrisisDirectory | None:
+    """`crisis.directory`: a directory of helplines (name and https url), or nothing."""
+    if directory is None:
+        return None
+    if not isinstance(directory, dict):
+        raise LocaleError("crisis.directory must be a mapping with name and url")
+    url = _string(directory, "url", "crisis.directory")
+    if not url.startswith("https://"):
+        raise LocaleError("crisis.directory.url must be an https address")
+    return CrisisDirectory(name=_string(directory, "name", "crisis.directory"), url=url)
 
 
 def _is_text_mapping(value: object) -> TypeGuard[dict[str, str]]:
