@@ -56,7 +56,9 @@ def template_context(
     values: Mapping[str, str],
 ) -> dict[str, Any]:
     """What a body, subject or layout sees; `values` are the personal ones (or their placeholders)."""
-    booking = {"url": brand.booking_url or locale.booking.get("url", ""),
+    # The locale file describes the call (label, duration, with whom, format, languages, cost);
+    # NURTURE_BOOKING_URL, when set, is where it is booked.
+    booking = {**locale.booking, "url": brand.booking_url or locale.booking.get("url", ""),
                "label": locale.booking.get("label", "")}
     return {
         "booking": booking,

@@ -329,8 +329,8 @@ def test_locale_resources_are_complete_and_shown(library: TemplateLibrary, local
 def test_locale_booking_settings(locale: str) -> None:
     booking = locale_file(locale)["booking"]
     assert isinstance(booking, dict)
-    assert set(booking) == {"url", "label"}
-    assert booking["url"].startswith("https://") and booking["label"]
+    assert set(booking) == {"url", "label", "duration", "with_whom", "format", "languages", "cost"}
+    assert booking["url"].startswith("https://") and all(booking.values())
 
 
 @pytest.mark.parametrize("locale", ["en", "en-IN"])
