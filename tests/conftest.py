@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.support.web",
     "tests.support.admin",
     "tests.support.browser",
+    "tests.support.spamassassin",
 ]
