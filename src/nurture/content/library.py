@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nurture.content.rules import check_rules
+from nurture.content.safety import check_talk_safety
 from nurture.content.sequences import load_sequence_file
 from nurture.content.warnings import check_warnings
 from nurture.domain.model import Sequence
@@ -119,6 +120,7 @@ def check_content(sequences_dir: Path, templates_dir: Path, *, rules: bool = Tru
     sequences = _load_sequences(sequences_dir, problems)
     library = TemplateLibrary(templates_dir)
     problems.extend(_check_templates(library, sequences))
+    problems.extend(check_talk_safety(sequences, templates_dir))
     problems.extend(check_warnings(sequences, templates_dir))
     if rules and not any(p.severity is Severity.ERROR for p in problems):
         problems.extend(check_rules(sequences, library))

@@ -8,6 +8,7 @@ import html
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from nurture.content.readability import step_score
@@ -58,8 +59,12 @@ DEFAULT_REVEALING_WORDS: Final[frozenset[str]] = frozenset(
     }
 )
 DEFAULT_READABILITY_FLOOR: Final = 60.0
+# How much of a discreet text part a glance at a screen or a notification shows: it names nothing.
+DISCREET_OPENING_CHARS: Final = 300
 # The step that may ask people to book; steps before it in the same sequence may not.
 CONSULT_STEP: Final = "consult-invitation"
+_URL: Final = re.compile(r"https?://\S+")
+_DISCREET_IF: Final = re.compile(r"\{%-?\s*if\s+discreet\b")
 DEFAULT_BOOKING_PATTERNS: Final[tuple[str, ...]] = (
     r"book(?:s|ed|ings?)?",
     r"schedul(?:e|es|ed|ing) (?:a|an|the|your|one) (?:free )?"
@@ -88,12 +93,17 @@ def _contains(part: str, needle: str, *, is_html: bool) -> bool:
 
 def _footer_needs(library: TemplateLibrary, persona: Persona, links: Links) -> dict[str, str]:
     crisis = library.locale_data(persona.locale).crisis
-    return {
+    needs = {
         "the unsubscribe link": links.unsubscribe_url,
         "the pause / preferences link": links.preferences_url,
         "the postal address": SAMPLE_BRAND.postal_address,
         "the crisis heading": crisis.heading,
     }
+    if crisis.directory is not None:
+        needs["the helpline directory link"] = crisis.directory.url
+    if crisis.framing.strip():
+        needs["the framing (what these notes are and are not)"] = crisis.framing
+    return needs
 
 
 def _word_pattern(words: frozenset[str]) -> re.Pattern[str] | None:
@@ -122,9 +132,10 @@ class _StepProblems:
     step: Step
     found: dict[str, ContentProblem] = dataclasses.field(default_factory=dict)
 
-    def add(self, kind: str, message: str, fix: str, severity: Severity = Severity.ERROR) -> None:
-        problem = ContentProblem(self.sequence.source, self.step.line, message, fix, severity)
-        self.found.setdefault(kind, problem)
+    def add(self, kind: str, message: str, fix: str, severity: Severity = Severity.ERROR,
+            where: tuple[Path, int] | None = None) -> None:
+        path, line = where or (self.sequence.source, self.step.line)
+        self.found.setdefault(kind, ContentProblem(path, line, message, fix, severity))
 
 
 @dataclass(frozen=True)
@@ -162,8 +173,39 @@ def _check_discreet_words(revealing: re.Pattern[str], email: RenderedEmail, out:
             )
 
 
+def _discreet_block(library: TemplateLibrary, step: Step) -> tuple[Path, int]:
+    """The body template and the line of its first `{% if discreet %}` (1 when it has none)."""
+    path = library.templates_dir / "emails" / step.template
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return path, 1
+    found = (number for number, line in enumerate(lines, start=1) if _DISCREET_IF.search(line))
+    return path, next(found, 1)
+
+
+def _check_discreet_opening(rules: _Rules, library: TemplateLibrary, persona: Persona,
+                            email: RenderedEmail, out: _StepProblems) -> None:
+    # The body's opening: a short body may end sooner, and the crisis footer must name its lines.
+    opening = body_text(email.text, rules.separator)[:DISCREET_OPENING_CHARS]
+    match = rules.revealing.search(opening) if rules.revealing is not None else None
+    if match:
+        word = match.group(0)
+        out.add(
+            f"revealing opening {word.lower()}",
+            f"step '{out.step.key}': the discreet text part names '{word}' in its first "
+            f"{DISCREET_OPENING_CHARS} characters ({persona.describe()})",
+            "open the discreet version with at least two neutral sentences in the "
+            "{% if discreet %} block at the top of the template, so that what a glance shows names "
+            "neither therapy nor the relationship",
+            where=_discreet_block(library, out.step),
+        )
+
+
 def _check_early_booking(rules: _Rules, persona: Persona, email: RenderedEmail, out: _StepProblems) -> None:
-    match = rules.booking.search(body_text(email.text, rules.separator))
+    # Addresses are not words a reader takes as an ask: a quiet link may end in /booked/<token>.
+    words = _URL.sub("", body_text(email.text, rules.separator))
+    match = rules.booking.search(words)
     if match:
         out.add(
             f"booking {match.group(0).lower()}",
@@ -188,6 +230,7 @@ def _check_step(
         _check_footer(library, rules.links, persona, email, out)
         if persona.discreet and rules.revealing is not None:
             _check_discreet_words(rules.revealing, email, out)
+            _check_discreet_opening(rules, library, persona, email, out)
         if early:
             _check_early_booking(rules, persona, email, out)
     if renders.failure is not None:
@@ -218,10 +261,11 @@ def check_rules(
 ) -> list[ContentProblem]:
     """Render every step for a set of personas and check the rules; problems point at the step line.
 
-    Errors: a missing footer part (unsubscribe and pause links, postal address, crisis heading) in
-    either part; a missing discreet_subject; a revealing word in a discreet subject or preheader; a
-    step before consult-invitation that asks to book; a step that cannot be rendered. Warning: a
-    body whose Flesch reading ease is below `readability_floor`.
+    Errors: a missing footer part (unsubscribe and pause links, postal address, crisis heading, and
+    the locale's helpline directory and framing when it has them) in either part; a missing
+    discreet_subject; a revealing word in a discreet subject, preheader, or the first 300 characters
+    of a discreet text part; a step before consult-invitation that asks to book; a step that cannot
+    be rendered. Warning: a body whose Flesch reading ease is below `readability_floor`.
     """
     rules = _Rules(
         revealing=_word_pattern(revealing_words),
@@ -245,5 +289,6 @@ __all__ = [
     "DEFAULT_BOOKING_PATTERNS",
     "DEFAULT_READABILITY_FLOOR",
     "DEFAULT_REVEALING_WORDS",
+    "DISCREET_OPENING_CHARS",
     "check_rules",
 ]

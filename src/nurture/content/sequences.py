@@ -29,6 +29,7 @@ STEP_FIELDS = {
     "discreet_subject",
     "discreet_preheader",
     "when",
+    "asks_to_talk",
 }
 CONDITION_FIELDS = {"hesitations_any", "hesitations_all", "hesitations_none", "discreet", "locale_in"}
 _HOURS = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
@@ -160,6 +161,19 @@ def read_condition(reader: NodeReader, node: Node, what: str) -> Condition | Non
     return Condition(**values)
 
 
+def _read_flag(reader: NodeReader, fields: dict[str, tuple[Node, Node]], name: str, what: str) -> bool:
+    """A true/false field of a step; false when absent, and a problem when it is anything else."""
+    if name not in fields:
+        return False
+    node = fields[name][1]
+    raw = str(getattr(node, "value", "")).strip().lower() if isinstance(node, ScalarNode) else ""
+    if raw not in ("true", "false"):
+        reader.problem(node, f"`{name}` in {what} must be true or false",
+                       f"write `{name}: true` or `{name}: false`, or remove the line")
+        return False
+    return raw == "true"
+
+
 def _read_step(reader: NodeReader, node: Node, index: int) -> Step | None:
     fields = reader.mapping(node, f"step {index + 1}", STEP_FIELDS)
     if not fields:
@@ -183,6 +197,7 @@ def _read_step(reader: NodeReader, node: Node, index: int) -> Step | None:
                            f"write a whole number with a unit (m, h, d, w), e.g. {DELAY_FORMS}")
     when = (read_condition(reader, fields["when"][1], f"the `when` of step '{key or '?'}'")
             if "when" in fields else None)
+    asks_to_talk = _read_flag(reader, fields, "asks_to_talk", what)
     if key is None or template is None or subject is None or delay is None:
         return None
     return Step(
@@ -196,6 +211,7 @@ def _read_step(reader: NodeReader, node: Node, index: int) -> Step | None:
                                        parent=node),
         when=when,
         line=node.start_mark.line + 1,
+        asks_to_talk=asks_to_talk,
     )
 
 

@@ -93,6 +93,9 @@ class Step:
     discreet_preheader: str | None = None
     when: Condition | None = None
     line: int = 0
+    asks_to_talk: bool = False
+    """The email suggests raising the topic with the partner, so it must carry the safety note
+    (`nurture sequences validate` checks that its template includes the shared partial)."""
 
 
 @dataclass(frozen=True)

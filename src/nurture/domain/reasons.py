@@ -14,6 +14,9 @@ REASONS: Final[dict[str, str]] = {
     "not_that_bad": "Feels things are not that bad",
     "bad_past_experience": "Had a bad experience with therapy before",
     "cultural_messages": "Grew up with messages that you handle things yourself",
+    "shame": "Feels ashamed or embarrassed that we need help",
+    "overwhelm": "Feels it would be too much to take on right now",
+    "avoiding_conflict": "Avoids conflict, and worries it would stir things up",
     "not_sure": "I am not sure",
 }
 

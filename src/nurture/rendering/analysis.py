@@ -85,10 +85,26 @@ def hesitation_use(ast: nodes.Template) -> HesitationUse:
     return HesitationUse(tuple(constants), only_constants=only_constants)
 
 
+def _named_include(node: nodes.Include) -> str | None:
+    template = node.template
+    if isinstance(template, nodes.Const) and isinstance(template.value, str):
+        return template.value
+    return None
+
+
+def included_names(ast: nodes.Template) -> tuple[str, ...]:
+    """The templates (partials) the tree includes by a constant name, such as
+    `{% include "emails/partials/talk-safety.md" %}`."""
+    return tuple(name for node in ast.find_all(nodes.Include) if (name := _named_include(node)))
+
+
 def pulls_in_templates(ast: nodes.Template) -> bool:
-    """Whether the template includes, imports or extends another, which this analysis cannot see."""
-    kinds = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
-    return next(iter(ast.find_all(kinds)), None) is not None
+    """Whether the template pulls in another in a way this analysis cannot see: an import, an
+    extends, or an include whose name is an expression. Partials included by a constant name are
+    not counted: whoever asks for `step_facts` passes their trees along with the rest."""
+    if next(iter(ast.find_all((nodes.Import, nodes.FromImport, nodes.Extends))), None) is not None:
+        return True
+    return any(_named_include(node) is None for node in ast.find_all(nodes.Include))
 
 
 def first_line(ast: nodes.Template, variable: str) -> int:
@@ -106,7 +122,8 @@ class StepFacts:
 
 
 def step_facts(asts: Sequence[nodes.Template]) -> StepFacts:
-    """The facts of a step from the trees of its subject, preheader, body and layouts."""
+    """The facts of a step from the trees of its subject, preheader, body and layouts, and of every
+    partial they include by name (see `included_names`)."""
     uses = [hesitation_use(ast) for ast in asts]
     reasons: frozenset[str] | None = None
     if all(use.only_constants for use in uses):

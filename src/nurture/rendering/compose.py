@@ -18,7 +18,7 @@ from nurture.rendering.escaping import one_line
 from nurture.rendering.mime import from_header
 from nurture.rendering.text import html_to_text, markdown_to_text, tidy_text
 from nurture.rendering.types import Brand, LocaleData
-from nurture.rendering.vocabulary import HTML_LAYOUT, TEXT_LAYOUT
+from nurture.rendering.vocabulary import BOOKING_FIELDS, HTML_LAYOUT, PARTNER_PAGE_PATH, TEXT_LAYOUT
 
 _IMAGE_TAG: Final = re.compile(r"<(?:img|image)\b(?:[^>\"']|\"[^\"]*\"|'[^']*')*>", re.IGNORECASE)
 
@@ -57,11 +57,14 @@ def template_context(
 ) -> dict[str, Any]:
     """What a body, subject or layout sees; `values` are the personal ones (or their placeholders)."""
     # The locale file describes the call (label, duration, with whom, format, languages, cost);
-    # NURTURE_BOOKING_URL, when set, is where it is booked.
-    booking = {**locale.booking, "url": brand.booking_url or locale.booking.get("url", ""),
-               "label": locale.booking.get("label", "")}
+    # NURTURE_BOOKING_URL, when set, is where it is booked. A field the file leaves out is empty,
+    # so a template can ask `{% if booking.languages %}`.
+    booking = {**dict.fromkeys(BOOKING_FIELDS, ""), **locale.booking,
+               "url": brand.booking_url or locale.booking.get("url", "")}
     return {
         "booking": booking,
+        # The public page written to the hesitant partner, to be forwarded: the same for everyone.
+        "partner_page_url": brand.base_url.rstrip("/") + PARTNER_PAGE_PATH,
         "booked_url": values["booked_url"],
         "partner_yes_url": values["partner_yes_url"],
         "started_solo_url": values["started_solo_url"],

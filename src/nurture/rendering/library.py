@@ -12,11 +12,12 @@ from types import MappingProxyType
 from typing import Any, Final
 
 import premailer
+from jinja2 import nodes
 from markupsafe import escape
 
 from nurture.domain.model import Profile, Sequence, Step
 from nurture.domain.problems import ContentProblem
-from nurture.rendering.analysis import StepFacts, step_facts
+from nurture.rendering.analysis import StepFacts, included_names, step_facts
 from nurture.rendering.cache import Structure, StructureCache
 from nurture.rendering.checks import check_layouts, check_step
 from nurture.rendering.compose import Composer, step_strings, subject_sources, template_context
@@ -127,8 +128,20 @@ class TemplateLibrary:
             asts = [composer.env.parse(text) for _, text in step_strings(step)]
             files = (f"emails/{step.template}", HTML_LAYOUT, TEXT_LAYOUT)
             asts += [composer.env.parse(composer.source(name)) for name in files]
-            facts = self._facts[key] = step_facts(asts)
+            facts = self._facts[key] = step_facts(self._with_partials(asts))
         return facts
+
+    def _with_partials(self, asts: list[nodes.Template]) -> list[nodes.Template]:
+        """The trees and those of the partials they include by name, each once, recursively."""
+        found, pending, seen = [], list(asts), set()
+        while pending:
+            ast = pending.pop()
+            found.append(ast)
+            for name in included_names(ast):
+                if name not in seen:
+                    seen.add(name)
+                    pending.append(self._composer.env.parse(self._composer.source(name)))
+        return found
 
     def _structure(
         self,
@@ -157,6 +170,8 @@ class TemplateLibrary:
             brand.postal_address,
             brand.base_url,
             brand.booking_url,
+            # `replies_read` picks the welcome's wording, so it is part of the structure.
+            brand.reply_to is not None,
         )
         structure = self._cache.get(key)
         if structure is None:

@@ -24,6 +24,7 @@ BODY_VARIABLES: Final[frozenset[str]] = frozenset(
         "discreet_url",
         "replies_read",
         "booking",
+        "partner_page_url",
     }
 )
 LAYOUT_VARIABLES: Final[frozenset[str]] = BODY_VARIABLES | {
@@ -46,6 +47,19 @@ PERSONAL_VARIABLES: Final[tuple[str, ...]] = (
     "started_solo_url",
     "discreet_url",
 )
+
+# What `booking` always holds in a template (empty when the locale file leaves a field out).
+BOOKING_FIELDS: Final[tuple[str, ...]] = (
+    "url",
+    "label",
+    "duration",
+    "with_whom",
+    "format",
+    "languages",
+    "cost",
+)
+# The page written to the hesitant partner (web/); emails link it as `partner_page_url`.
+PARTNER_PAGE_PATH: Final = "/for-your-partner"
 
 HTML_LAYOUT: Final = "layouts/email.html"
 TEXT_LAYOUT: Final = "layouts/email.txt"

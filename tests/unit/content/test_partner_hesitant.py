@@ -1,5 +1,5 @@
-"""The shipped partner-hesitant and preparing-together content: sections per reason, discreet mode,
-locales, golden text parts, the content rules, and a clean load.
+"""The shipped partner-hesitant, preparing-together and starting-solo content: sections per reason,
+discreet mode, locales, golden text parts, the content rules, and a clean load.
 
 Golden files live in tests/golden/<sequence>/<persona>/<step>.txt: the subject, preheader and sender,
 then the rendered text part, for three fixed personas with fixed links. After an intended change to
@@ -40,6 +40,9 @@ CONSULT = "consult-invitation"
 UNSUBSCRIBE_URL = "https://example.org/u/golden-token"
 PREFERENCES_URL = "https://example.org/p/golden-token"
 BOOKED_URL = "https://example.org/booked/golden-token"
+PARTNER_YES_URL = "https://example.org/yes/golden-token"
+STARTED_SOLO_URL = "https://example.org/solo/golden-token"
+DISCREET_URL = "https://example.org/p/golden-token/discreet"
 BRAND = Brand(
     sender="Nurture <hello@example.org>",
     discreet_sender_name="Notes for you",
@@ -48,6 +51,7 @@ BRAND = Brand(
 )
 FOOTER_SEPARATOR = "----------"
 SPECIFIC = KNOWN_REASONS - {"not_sure"}
+SHIPPED = ("partner-hesitant", "preparing-together", "starting-solo")
 REVEALING = re.compile(
     r"(?<![A-Za-z])(" + "|".join(sorted(DEFAULT_REVEALING_WORDS)) + r")(?:s|es|'s)?(?![A-Za-z])",
     re.IGNORECASE,
@@ -55,7 +59,9 @@ REVEALING = re.compile(
 
 
 def links() -> Links:
-    return Links(unsubscribe_url=UNSUBSCRIBE_URL, preferences_url=PREFERENCES_URL, booked_url=BOOKED_URL)
+    return Links(unsubscribe_url=UNSUBSCRIBE_URL, preferences_url=PREFERENCES_URL, booked_url=BOOKED_URL,
+                 partner_yes_url=PARTNER_YES_URL, started_solo_url=STARTED_SOLO_URL,
+                 discreet_url=DISCREET_URL)
 
 
 @cache
@@ -66,7 +72,7 @@ def sequence(key: str) -> Sequence:
 
 
 def shipped_steps() -> Iterator[tuple[Sequence, Step]]:
-    for key in ("partner-hesitant", "preparing-together"):
+    for key in SHIPPED:
         for step in sequence(key).steps:
             yield sequence(key), step
 
@@ -126,6 +132,9 @@ REASON_SETS = [frozenset({reason}) for reason in sorted(KNOWN_REASONS)] + [
     frozenset({"not_sure", "stigma"}),
     frozenset({"stigma", "fear_of_blame", "ganged_up_on"}),
     frozenset({"stigma", "fear_of_blame", "ganged_up_on", "unfamiliar"}),
+    frozenset({"shame", "overwhelm", "avoiding_conflict"}),
+    frozenset({"shame", "overwhelm", "avoiding_conflict", "not_sure"}),
+    frozenset({"shame", "overwhelm", "avoiding_conflict", "not_that_bad", "not_sure"}),
 ]
 
 
@@ -150,7 +159,24 @@ def test_partner_hesitant_steps_order_delays_and_exit() -> None:
     ]
     days = list(itertools.accumulate(step.delay.total_seconds() / 86400 for step in seq.steps))
     assert days == [0, 2, 4, 7, 10, 14, 17, 24]
-    assert seq.exit_on == frozenset({"consult_booked"})
+    assert seq.exit_on == frozenset({"consult_booked", "partner_said_yes", "started_solo"})
+    assert dict(seq.follow_ups) == {
+        "consult_booked": "preparing-together",
+        "partner_said_yes": "preparing-together",
+        "started_solo": "starting-solo",
+    }
+
+
+def test_starting_solo_is_three_emails_that_end_in_the_talk_at_home() -> None:
+    seq = sequence("starting-solo")
+    assert [step.key for step in seq.steps] == ["finding-someone", "first-session", "talking-at-home"]
+    assert [step.asks_to_talk for step in seq.steps] == [False, False, True]
+    assert dict(seq.follow_ups) == {
+        "consult_booked": "preparing-together",
+        "partner_said_yes": "preparing-together",
+    }
+    for step in seq.steps:
+        assert step.discreet_subject and step.discreet_preheader
 
 
 def test_preparing_together_is_short_and_complete() -> None:
@@ -171,13 +197,13 @@ def any_of(*keys: str) -> Callable[[frozenset[str]], bool]:
     return lambda chosen: any(key in chosen for key in keys)
 
 
-def general(chosen: frozenset[str]) -> bool:
-    return "not_sure" in chosen or not chosen & SPECIFIC
-
-
 def many(chosen: frozenset[str]) -> bool:
-    """More than three reasons: each section of why-they-hesitate keeps only its first paragraph."""
+    """More than three reasons: each section of why-they-hesitate keeps its advice, not its description."""
     return len(chosen & SPECIFIC) > 3
+
+
+def general(chosen: frozenset[str]) -> bool:
+    return not chosen & SPECIFIC or ("not_sure" in chosen and not many(chosen))
 
 
 def few(*keys: str) -> Callable[[frozenset[str]], bool]:
@@ -193,9 +219,22 @@ SECTIONS: dict[str, dict[str, Callable[[frozenset[str]], bool]]] = {
         "When they expect to be blamed": has("fear_of_blame"),
         "When they fear being outnumbered": has("ganged_up_on"),
         "kept short because you chose several": many,
-        "the way someone might see a coach": few("stigma"),
-        "A good couples therapist does not pick a side": few("fear_of_blame"),
+        "saying yes can feel like saying": few("stigma"),
+        "the way someone might see a coach": has("stigma"),
+        "their faults are listed one by one": few("fear_of_blame"),
+        "A good couples therapist does not pick a side": has("fear_of_blame"),
         "When both of those fears come together": few("fear_of_blame", "ganged_up_on"),
+        "When needing help feels embarrassing": has("shame"),
+        "Shame eases when it is met with warmth": has("shame"),
+        "being seen at their worst": few("shame"),
+        "When they steer clear of arguments": has("avoiding_conflict"),
+        "makes hard talks calmer, not louder": has("avoiding_conflict"),
+        "every old fight gets dragged back out": few("avoiding_conflict"),
+        "When it all feels like too much right now": has("overwhelm"),
+        "You can make it smaller": has("overwhelm"),
+        "one more thing to sort out": few("overwhelm"),
+        "if you are the one who hesitates": lambda chosen: True,
+        "In the next email": lambda chosen: not many(chosen),
         "When they do not know what happens in the room": has("unfamiliar"),
         "When opening up to a stranger feels like too much": has("vulnerability"),
         "When things do not seem bad enough": has("not_that_bad"),
@@ -263,9 +302,9 @@ def test_length_and_readability(library: TemplateLibrary, seq: Sequence, step: S
             words = len(re.findall(r"[A-Za-z']+", re.sub(r"https?://\S+", "", text)))
             assert 180 <= words <= 480, (step.key, sorted(chosen), discreet, words)
             assert flesch_reading_ease(text) >= 60, (step.key, sorted(chosen), discreet)
-    # Someone who chose every reason gets every section, shortened: still one sitting's read.
+    # Someone who chose every reason gets every section's advice: still one sitting's read.
     everything = body(render(library, seq, step, KNOWN_REASONS))
-    assert len(everything.split()) <= 600
+    assert len(everything.split()) <= 650
     assert flesch_reading_ease(everything) >= 60
 
 
@@ -282,8 +321,11 @@ def test_discreet_mode_reveals_nothing_at_a_glance(
             where = (step.key, sorted(chosen), locale, first_name)
             assert REVEALING.search(email.subject) is None, (email.subject, where)
             assert REVEALING.search(email.preheader) is None, (email.preheader, where)
-            opening = "\n".join(email.text.split("\n")[:5])
-            assert REVEALING.search(opening) is None, (opening, where)
+            # What a glance shows: the greeting and at least two neutral sentences, 300 characters.
+            opening = body(email)[:300]
+            assert len(opening) == 300 and REVEALING.search(opening) is None, (opening, where)
+            neutral = opening.split("\n\n")[1]
+            assert neutral.count(". ") >= 2, (neutral, where)
             assert email.from_header == "Notes for you <hello@example.org>"
             assert "<img" not in email.html
     regular = render(library, seq, step)

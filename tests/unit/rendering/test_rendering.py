@@ -373,6 +373,32 @@ def test_included_templates_are_keyed_conservatively(tmp_path: Path) -> None:
     assert "Stigma note." not in render(library, step, person("Asha")).text
 
 
+def test_partials_included_by_name_keep_structures_narrow(tmp_path: Path) -> None:
+    bodies = {
+        "probe/outer.md": "Before.\n\n{% include 'emails/probe/inner.md' %}\n",
+        "probe/inner.md": "{% if 'stigma' in hesitations %}Stigma note.{% endif %}\n",
+    }
+    library = TemplateLibrary(copy_templates(tmp_path, bodies))
+    step = step_for("probe/outer.md")
+    for reason in KNOWN_REASONS:
+        recipient = person("Asha", {reason, "unfamiliar"})
+        assert render(library, step, recipient) == library.render_naive(
+            SEQUENCE, step, recipient, LINKS, BRAND)
+    # The partial tests stigma only: two structures (with it, without it), not one per reason.
+    assert library.cache_stats().size == 2
+
+
+def test_whether_replies_are_read_is_part_of_the_structure(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    body = "{% if replies_read %}Write back.{% else %}No replies.{% endif %}\n"
+    library = TemplateLibrary(copy_templates(tmp_path, {"probe/replies.md": body}))
+    step = step_for("probe/replies.md")
+    reading = replace(BRAND, reply_to="replies@example.org")
+    assert "No replies." in library.render(SEQUENCE, step, person(), LINKS, BRAND).text
+    assert "Write back." in library.render(SEQUENCE, step, person(), LINKS, reading).text
+
+
 def test_a_filter_on_a_personal_value_is_refused_at_render_time(tmp_path: Path) -> None:
     library = TemplateLibrary(copy_templates(tmp_path, {"probe/title.md": "Hi {{ first_name|title }}\n"}))
     with pytest.raises(ValueError, match="changes a personal value"):

@@ -1,0 +1,75 @@
+"""The safety note that steps asking the reader to talk to their partner must carry: a step marked
+`asks_to_talk: true` has its template include the shared partial, outside any condition, so that an
+edit cannot drop the note for anyone."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+
+import jinja2
+from jinja2 import nodes
+
+from nurture.domain.model import Sequence, Step
+from nurture.domain.problems import ContentProblem
+
+# The partial, by its name under templates/ (a Markdown body includes the .md one).
+TALK_SAFETY_PARTIAL: Final = "emails/partials/talk-safety.md"
+_PARSER: Final = jinja2.Environment(autoescape=False)
+
+
+def _partial_for(step: Step) -> str:
+    suffix = Path(step.template).suffix or ".md"
+    return str(Path(TALK_SAFETY_PARTIAL).with_suffix(suffix))
+
+
+def _includes(node: nodes.Node, partial: str) -> bool:
+    return (
+        isinstance(node, nodes.Include)
+        and isinstance(node.template, nodes.Const)
+        and node.template.value == partial
+    )
+
+
+def _check_step(sequence: Sequence, step: Step, templates_dir: Path) -> ContentProblem | None:
+    partial = _partial_for(step)
+    include = f'{{% include "{partial}" %}}'
+    path = templates_dir / "emails" / step.template
+    try:
+        tree = _PARSER.parse(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, jinja2.TemplateSyntaxError):
+        return None  # the template checks report a missing or broken template
+    if any(_includes(node, partial) for node in tree.body):
+        return None
+    nested = next((node for node in tree.find_all(nodes.Include) if _includes(node, partial)), None)
+    if nested is not None:
+        return ContentProblem(
+            path,
+            nested.lineno,
+            f"step '{step.key}' asks the reader to talk to their partner, but the safety note is "
+            "included inside a condition, so some readers would not get it",
+            f"move {include} out of the {{% if %}} or {{% for %}} block, so that everyone gets it",
+        )
+    return ContentProblem(
+        sequence.source,
+        step.line,
+        f"step '{step.key}' asks the reader to talk to their partner (asks_to_talk: true), but its "
+        f"template {step.template} does not include the safety note",
+        f"add {include} on a line of its own in templates/emails/{step.template}, next to where "
+        "it suggests the talk",
+    )
+
+
+def check_talk_safety(sequences: Mapping[str, Sequence], templates_dir: Path) -> list[ContentProblem]:
+    """A problem for each step marked `asks_to_talk` whose template does not include the safety note
+    for every reader."""
+    problems: list[ContentProblem] = []
+    for key in sorted(sequences):
+        sequence = sequences[key]
+        for step in sequence.steps:
+            if step.asks_to_talk:
+                problem = _check_step(sequence, step, templates_dir)
+                if problem is not None:
+                    problems.append(problem)
+    return problems
