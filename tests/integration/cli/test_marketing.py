@@ -32,7 +32,7 @@ def test_preview_shows_skipped_steps_and_discreet_subjects(cli_env: dict[str, st
                      str(tmp_path / "p"), env=cli_env)
     assert result.returncode == 0, result.stderr
     assert "understanding: skipped for this persona" in result.stdout
-    assert "welcome: Your weekly notes have started" in result.stdout
+    assert "welcome: Your notes have started" in result.stdout
 
 
 def test_timeline_across_the_spring_dst_change(cli_env: dict[str, str]) -> None:

@@ -2,9 +2,6 @@
 package ships, local tests only): every step of every sequence, in every locale file, discreet and
 not, for people with no reason ticked, one or all, with a first name and without, built as the
 dispatcher builds them. No rule with a positive score may fire.
-
-A rule that fires because of the words of one email (the copy, not the markup or the headers) is
-listed in KNOWN_COPY_HITS with the reason, so that it stays visible until the copy is changed.
 """
 
 from __future__ import annotations
@@ -40,11 +37,6 @@ INFORMATIONAL: Final[Mapping[str, str]] = {
     "HTML_MESSAGE": "the message has an HTML part, as every email here does",
 }
 INFORMATIONAL_SCORE: Final = 0.001
-
-KNOWN_COPY_HITS: Final[Mapping[tuple[str, str, str], str]] = {
-    # (sequence, step, rule): why it fires and whose copy must change. Empty: no email's words
-    # trip a rule today.
-}
 
 POSTAL_ADDRESS: Final = "Nurture Relationship Care\n12 Example Lane, Indiranagar\nBengaluru 560038"
 SENDER_DOMAIN: Final = "nurture.example.org"
@@ -155,12 +147,11 @@ def scored(spamd: Spamd) -> Scored:
 
 
 def positive_rules(email: Email, score: Score) -> dict[str, float]:
-    """The rules that count against the email, leaving out the informational ones and known copy hits."""
+    """The rules that count against the email, leaving out the informational ones."""
     return {
         rule: points for rule, points in score.rules.items()
         if points > 0
         and not (rule in INFORMATIONAL and points <= INFORMATIONAL_SCORE)
-        and (email.sequence, email.step, rule) not in KNOWN_COPY_HITS
     }
 
 
@@ -189,23 +180,6 @@ def test_no_rule_with_a_positive_score_fires(sequence: str, scored: Scored) -> N
     assert not found, (
         f"SpamAssassin ({scored.version}) rules with a positive score fired:\n" + "\n".join(
             f"{rule} on {len(where)} emails:\n  " + "\n  ".join(where) for rule, where in found.items()))
-
-
-KNOWN_CASES: Final = [
-    pytest.param(case, id="/".join(case), marks=pytest.mark.xfail(strict=True, reason=reason))
-    for case, reason in KNOWN_COPY_HITS.items()
-] or [pytest.param(None, id="none", marks=pytest.mark.skip(
-    reason="no email's copy trips a rule: KNOWN_COPY_HITS is empty"))]
-
-
-@pytest.mark.parametrize("case", KNOWN_CASES)
-def test_known_copy_hits_are_gone(case: tuple[str, str, str], scored: Scored) -> None:
-    """Fails while the copy still trips the rule; passes (XPASS, strict: a failure) once it is fixed,
-    so that the entry is removed from KNOWN_COPY_HITS."""
-    sequence, step, rule = case
-    hits = [str(email) for email, score in scored.of(sequence)
-            if email.step == step and score.rules.get(rule, 0) > 0]
-    assert not hits, f"{rule} fires on {len(hits)} emails: {hits[:4]}"
 
 
 def test_the_scorer_sees_a_rule_that_fires(spamd: Spamd) -> None:

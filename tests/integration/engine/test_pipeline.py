@@ -146,7 +146,7 @@ def test_discreet_mode_uses_neutral_subject_and_sender(store: SqlStore, content:
     _enroll(store, content, "dev@example.org", hesitations=("stigma",), discreet=True)
     assert dispatcher.run(T0).sent == 1
     message = smtp_server.messages[0].message
-    assert message["Subject"] == "Your weekly notes have started"
+    assert message["Subject"] == "Your notes have started"
     assert message["From"] == "Notes for you <hello@nurture.test>"
 
 

@@ -215,7 +215,7 @@ def test_the_sequence_page_shows_steps_delays_conditions_and_the_timeline(admin:
 
     both = browser.get("/admin/sequences/sample?reasons=stigma&view=both&discreet=yes&name=")
     assert len(re.findall(r"<iframe ", both.text)) == 6
-    assert "Your weekly notes have started" in both.text, "the discreet subject"
+    assert "Your notes have started" in both.text, "the discreet subject"
     assert browser.get("/admin/sequences/nope").status_code == 404
     bad = browser.get("/admin/sequences/sample?zone=Mars/Olympus&start=yesterday")
     assert bad.status_code == 422 and "IANA time zone" in bad.text

@@ -31,7 +31,7 @@ WELCOME = Step(
     subject="{% if first_name %}{{ first_name }}, you{% else %}You{% endif %} are not alone in this",
     delay=timedelta(0),
     preheader="What these notes are, and how to pause them whenever you like",
-    discreet_subject="Your weekly notes have started",
+    discreet_subject="Your notes have started",
     discreet_preheader="A short hello and how to change your settings",
     line=12,
 )
