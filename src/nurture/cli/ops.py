@@ -10,14 +10,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from nurture.cli.arguments import CommandError, Commands
-from nurture.config import (
-    Environment,
-    Settings,
-    placeholder_links,
-    placeholder_problems,
-    unknown_variables,
-    variable_name,
-)
+from nurture.config import Environment, Settings, unknown_variables, variable_name
+from nurture.placeholders import placeholder_links, placeholder_problems
 from nurture.store.accounts.store import AccountStore
 
 # Shown as *** by `config check`.
