@@ -22,6 +22,7 @@ from nurture.web.admin.auth import AdminOptions
 from nurture.web.admin.router import install_admin
 from nurture.web.context import build_context
 from nurture.web.dependencies import Refused, context_of
+from nurture.web.locale import LocaleMiddleware
 from nurture.web.options import WebOptions
 from nurture.web.replies import message_page
 from nurture.web.security import ApiCors, SecurityMiddleware
@@ -52,6 +53,7 @@ def create_app(
     )
     app.state.web = web
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(LocaleMiddleware)
     app.add_middleware(ApiCors, origins=options.cors_origins)
     app.add_middleware(SecurityMiddleware)
     app.exception_handler(Refused)(refused)
