@@ -54,6 +54,8 @@ def preferences_page(web: WebContext, request: Request, account: Account, token:
         paused_until=_local_day(paused_until, account.time_zone) if paused_until else "",
         reasons=REASONS, chosen=account.hesitations, notice=notice, errors=errors or {},
         locales=LOCALES,
+        # Discreet mode: the page names the neutral sender too, in case someone sees the screen.
+        **({"site_name": web.settings.discreet_sender_name} if account.discreet else {}),
         min_date=(today + timedelta(days=1)).isoformat(),
         max_date=(today + timedelta(days=366)).isoformat(),
     )
@@ -211,4 +213,5 @@ async def discreet_on(token: str, subscriber: PreferencesToken, form: CheckedFor
         return gone(web)
     use_locale(account.locale)
     await run_in_threadpool(web.accounts.set_discreet, subscriber, True, now=web.clock())
-    return web.pages.render("discreet-on.html", preferences_url=f"/p/{token}")
+    return web.pages.render("discreet-on.html", preferences_url=f"/p/{token}",
+                            site_name=web.settings.discreet_sender_name)

@@ -133,6 +133,8 @@ def test_in_discreet_mode_the_answers_wait_behind_a_button(web: Web) -> None:
     assert "<summary>Show my answers</summary>" in details
     assert 'value="stigma" checked' in details and "What seems to hold your partner back?" in details
     assert "partner" not in hidden.replace(details, ""), "nothing outside the button names it"
+    assert "<title>Your email settings – Notes for you</title>" in hidden, "the neutral name"
+    assert '<p class="site-name">Notes for you</p>' in hidden
 
     refused = web.preferences("answers", hesitations=["no_such_reason"])
     assert refused.status_code == 422
