@@ -29,6 +29,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from nurture.placeholders import is_placeholder_url, placeholder_links, placeholder_problems
+
 DEFAULT_SECRET_KEY = "dev-only-secret-key-change-me"
 DEFAULT_POSTAL_ADDRESS = "Nurture, 1 Example Street, Example City"
 ENV_PREFIX = "NURTURE_"
@@ -329,6 +331,10 @@ class Settings(BaseSettings):
                             "`nurture db new-data-key`)")
         if self.postal_address == DEFAULT_POSTAL_ADDRESS:
             problems.append("postal_address: give the sender's real postal address")
+        if self.booking_url is not None and is_placeholder_url(self.booking_url):
+            problems.append("booking_url: give your own page for choosing a time, not an example")
+        problems += placeholder_problems(placeholder_links(self.templates_dir),
+                                         booking_url_set=self.booking_url is not None)
         if problems:
             raise ValueError("production mode refuses: " + "; ".join(problems))
         return self

@@ -113,3 +113,85 @@ def test_unknown_variables_are_the_misspelt_ones() -> None:
     assert unknown_variables({"NURTURE_SMTP_URL": "x", "NURTURE_SMPT_URL": "x",
                               "NURTURE_TEST_POSTGRES_URL": "x", "PATH": "/bin"}) == ["NURTURE_SMPT_URL"]
     assert variable_name("admin_users") == "NURTURE_ADMIN_USERS"
+
+
+# -- placeholder links in the locale files ------------------------------------------------------
+
+PRODUCTION = {
+    "NURTURE_ENVIRONMENT": "production",
+    "NURTURE_SECRET_KEY": "a-long-random-production-secret-0123456789",
+    "NURTURE_BASE_URL": "https://notes.clinic.test",
+    "NURTURE_DATA_KEYS": "a-data-key",
+    "NURTURE_POSTAL_ADDRESS": "Clinic, 2 Real Road, Pune",
+}
+
+
+def _locale(booking_url: str, resource_url: str = "https://www.apa.org/") -> str:
+    return ("crisis:\n  heading: Help\n  text: Call 112.\n  lines: []\n"
+            f"resources:\n  - title: Ours\n    kind: guide\n    description: Our page.\n"
+            f"    url: {resource_url}\n"
+            f"booking:\n  url: {booking_url}\n  label: Choose a time\n")
+
+
+@pytest.fixture
+def templates(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> object:
+    from pathlib import Path
+
+    root = Path(str(tmp_path)) / "templates"
+    (root / "locales").mkdir(parents=True)
+    for name, value in {**PRODUCTION, "NURTURE_TEMPLATES_DIR": str(root)}.items():
+        monkeypatch.setenv(name, value)
+    return root
+
+
+def test_production_refuses_the_placeholder_booking_link_naming_variable_and_file(
+        templates: object) -> None:
+    from pathlib import Path
+
+    locales = Path(str(templates)) / "locales"
+    (locales / "en.yaml").write_text(_locale("https://example.org/consult"), encoding="utf-8")
+    (locales / "en-IN.yaml").write_text(_locale("https://book.clinic.test/"), encoding="utf-8")
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    message = str(refused.value)
+    assert "NURTURE_BOOKING_URL: production mode refuses it" in message
+    assert f"{locales / 'en.yaml'}:11 booking.url is the placeholder https://example.org/consult" \
+        in message
+    assert "en-IN.yaml" not in message, "only the file with the placeholder is named"
+
+
+def test_the_booking_variable_replaces_the_placeholder(templates: object,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    locales = Path(str(templates)) / "locales"
+    (locales / "en.yaml").write_text(_locale("https://example.org/consult"), encoding="utf-8")
+    monkeypatch.setenv("NURTURE_BOOKING_URL", "https://book.clinic.test/first-call")
+    assert load_settings().booking_url == "https://book.clinic.test/first-call"
+    monkeypatch.setenv("NURTURE_BOOKING_URL", "https://www.example.com/book")
+    with pytest.raises(SettingsError, match="NURTURE_BOOKING_URL: production mode refuses it"):
+        load_settings()
+
+
+def test_production_refuses_a_placeholder_resource(templates: object,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    locales = Path(str(templates)) / "locales"
+    (locales / "en.yaml").write_text(
+        _locale("https://book.clinic.test/", "https://example.org/couples-therapy"), encoding="utf-8")
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert "NURTURE_TEMPLATES_DIR: production mode refuses it" in str(refused.value)
+    assert f"{locales / 'en.yaml'}:9 resources[0].url" in str(refused.value)
+    monkeypatch.setenv("NURTURE_ENVIRONMENT", "development")
+    assert load_settings().templates_dir == Path(str(templates)), "development lets it through"
+
+
+def test_the_shipped_locale_files_name_their_placeholders() -> None:
+    from nurture.placeholders import placeholder_links
+    from tests.support.paths import ROOT
+
+    found = {(link.path.name, link.what) for link in placeholder_links(ROOT / "templates")}
+    assert found == {(name, what) for name in ("en.yaml", "en-IN.yaml")
+                     for what in ("booking.url", "resources[0].url")}

@@ -10,7 +10,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from nurture.cli.arguments import CommandError, Commands
-from nurture.config import Settings, unknown_variables, variable_name
+from nurture.config import Environment, Settings, unknown_variables, variable_name
+from nurture.placeholders import placeholder_links, placeholder_problems
 from nurture.store.accounts.store import AccountStore
 
 # Shown as *** by `config check`.
@@ -51,6 +52,13 @@ def cmd_config_check(settings: Settings, args: Any) -> int:
         sys.stdout.write(f"{name}={value}\n")
     for name in unknown_variables():
         sys.stdout.write(f"warning: {name} is not a setting nurture knows; check its spelling\n")
+    if settings.environment is not Environment.PRODUCTION:
+        # Production refuses these (the settings check does it); say so before going live.
+        links = placeholder_links(settings.templates_dir)
+        for problem in placeholder_problems(links, booking_url_set=settings.booking_url is not None):
+            field, _, why = problem.partition(": ")
+            sys.stdout.write(f"warning: {variable_name(field)}: production mode will refuse "
+                             f"this: {why}\n")
     sys.stdout.write(f"settings are valid ({settings.environment.value} mode)\n")
     return 0
 

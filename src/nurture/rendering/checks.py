@@ -217,8 +217,9 @@ def _template_line(tb: TracebackType | None, filename: str) -> int:
 
 
 def check_layouts(composer: Composer, locales: Locales) -> list[ContentProblem]:
-    """Problems with the layouts (and the locale files whose footer they show)."""
-    problems = list(locales.problems)
+    """Problems with the layouts (and the locale files whose footer they show: those that cannot
+    be read, and those that leave a reader without help or resources in the wrong format)."""
+    problems = list(locales.problems) + list(locales.rule_problems)
     for name, extra in ((HTML_LAYOUT, ("preheader",)), (TEXT_LAYOUT, ())):
         problems.extend(_check_layout(composer, name, extra))
     return problems

@@ -1,9 +1,10 @@
 """The locale files of templates/locales/: the crisis footer, resources and booking link per locale,
-read and checked, and the lookup from a subscriber's locale to the file that serves it."""
+read and checked (each problem with its file, line and fix), and the lookup from a subscriber's
+locale to the file that serves it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, TypeGuard
@@ -14,61 +15,73 @@ from nurture.domain.problems import ContentProblem
 from nurture.rendering.types import CrisisDirectory, CrisisInfo, CrisisLine, LocaleData
 
 LOCALE_FALLBACK: Final = "en"
+RESOURCE_FIELDS: Final = ("title", "kind", "description", "url")
+RESOURCE_KINDS: Final = frozenset({"article", "video", "guide"})
+_FORMAT_FIX: Final = "follow the format of locales/en.yaml"
+
+# Where in a locale file something is: keys and list indexes, e.g. ("crisis", "lines", 0, "name").
+KeyPath = tuple[str | int, ...]
 
 
 class LocaleError(Exception):
-    """A locale file that cannot be used, with the line to look at."""
+    """A locale file that cannot be used, with the place (or line) to look at."""
 
-    def __init__(self, message: str, line: int = 1) -> None:
+    def __init__(self, message: str, line: int = 1, *, at: KeyPath = ()) -> None:
         super().__init__(message)
         self.line = line
+        self.at = at
 
 
-def _string(data: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> str:
+def dotted(at: KeyPath) -> str:
+    """("crisis", "lines", 0, "name") as people read it: crisis.lines[0].name."""
+    text = ""
+    for part in at:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def _string(data: Mapping[str, Any], at: KeyPath, key: str, *, required: bool = True) -> str:
     value = data.get(key, None if required else "")
     if not isinstance(value, str):
-        raise LocaleError(f"{where}.{key} must be text")
+        raise LocaleError(f"{dotted((*at, key))} must be text", at=(*at, key))
     return value
 
 
+def _line(data: object, at: KeyPath) -> CrisisLine:
+    if not isinstance(data, dict):
+        raise LocaleError(f"{dotted(at)} must be a mapping with name, contact and note", at=at)
+    return CrisisLine(name=_string(data, at, "name"), contact=_string(data, at, "contact"),
+                      note=_string(data, at, "note", required=False))
+
+
 def parse_crisis(crisis: object) -> CrisisInfo:
-    """The `crisis` section of a locale file (heading, text, lines of name, contact, note)."""
+    """The `crisis` section of a locale file: heading, text, lines (name, contact, note), and the
+    optional directory (name, https url) and framing."""
     if not isinstance(crisis, dict):
-        raise LocaleError("'crisis' must be a mapping with heading, text and lines")
+        raise LocaleError("'crisis' must be a mapping with heading, text and lines", at=("crisis",))
     lines_raw = crisis.get("lines", [])
     if not isinstance(lines_raw, list):
-        raise LocaleError("crisis.lines must be a list")
-    lines: list[CrisisLine] = []
-    for index, entry in enumerate(lines_raw):
-        where = f"crisis.lines[{index}]"
-        if not isinstance(entry, dict):
-            raise LocaleError(f"{where} must be a mapping with name, contact and note")
-        lines.append(
-            CrisisLine(
-                name=_string(entry, "name", where),
-                contact=_string(entry, "contact", where),
-                note=_string(entry, "note", where, required=False),
-            )
-        )
+        raise LocaleError("crisis.lines must be a list", at=("crisis", "lines"))
     return CrisisInfo(
-        heading=_string(crisis, "heading", "crisis"),
-        text=_string(crisis, "text", "crisis"),
-        lines=tuple(lines),
+        heading=_string(crisis, ("crisis",), "heading"),
+        text=_string(crisis, ("crisis",), "text"),
+        lines=tuple(_line(entry, ("crisis", "lines", index)) for index, entry in enumerate(lines_raw)),
         directory=_parse_directory(crisis.get("directory")),
-        framing=_string(crisis, "framing", "crisis", required=False),
+        framing=_string(crisis, ("crisis",), "framing", required=False),
     )
 
 
 def _parse_directory(directory: object) -> CrisisDirectory | None:
     """`crisis.directory`: a directory of helplines (name and https url), or nothing."""
+    at: KeyPath = ("crisis", "directory")
     if directory is None:
         return None
     if not isinstance(directory, dict):
-        raise LocaleError("crisis.directory must be a mapping with name and url")
-    url = _string(directory, "url", "crisis.directory")
+        raise LocaleError("crisis.directory must be a mapping with name and url", at=at)
+    url = _string(directory, at, "url")
     if not url.startswith("https://"):
-        raise LocaleError("crisis.directory.url must be an https address")
-    return CrisisDirectory(name=_string(directory, "name", "crisis.directory"), url=url)
+        raise LocaleError("crisis.directory.url must be an https address", at=(*at, "url"))
+    return CrisisDirectory(name=_string(directory, at, "name"), url=url)
 
 
 def _is_text_mapping(value: object) -> TypeGuard[dict[str, str]]:
@@ -79,37 +92,96 @@ def _is_text_mapping(value: object) -> TypeGuard[dict[str, str]]:
 
 def _parse_resources(resources_raw: object) -> tuple[Mapping[str, str], ...]:
     if not isinstance(resources_raw, list):
-        raise LocaleError("'resources' must be a list")
+        raise LocaleError("'resources' must be a list", at=("resources",))
     resources: list[Mapping[str, str]] = []
     for index, entry in enumerate(resources_raw):
         if not _is_text_mapping(entry):
-            raise LocaleError(f"resources[{index}] must be a mapping of text values")
+            raise LocaleError(f"resources[{index}] must be a mapping of text values",
+                              at=("resources", index))
         resources.append(MappingProxyType(dict(entry)))
     return tuple(resources)
 
 
-def _read_yaml(path: Path) -> object:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark
-        raise LocaleError(f"not valid YAML: {error.problem}", (mark.line + 1) if mark else 1) from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise LocaleError(f"cannot read the file: {error}") from None
+class _Source:
+    """A locale file's text, its data, and the YAML nodes that say on which line each value is."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            text = path.read_text(encoding="utf-8")
+            self.data: object = yaml.safe_load(text)
+            self._root: yaml.Node | None = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as error:
+            mark = error.problem_mark
+            raise LocaleError(f"not valid YAML: {error.problem}",
+                              (mark.line + 1) if mark else 1) from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise LocaleError(f"cannot read the file: {error}") from None
+
+    def line_of(self, at: KeyPath) -> int:
+        """The line of the value at `at`, or of the nearest enclosing one that exists."""
+        node, line = self._root, 1
+        for part in at:
+            found = _child(node, part)
+            if found is None:
+                break
+            node, line = found[1], found[0]
+        return line
 
 
-def _parse_locale(key: str, path: Path) -> LocaleData:
-    """One locale file; LocaleError says what is wrong and on which line."""
-    raw = _read_yaml(path)
+def _child(node: yaml.Node | None, part: str | int) -> tuple[int, yaml.Node] | None:
+    """The child of a mapping (by key) or list (by index), and the line where it starts."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == part:
+                return key.start_mark.line + 1, value
+    elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        item = node.value[part]
+        return item.start_mark.line + 1, item
+    return None
+
+
+def _parse_locale(key: str, path: Path, source: _Source) -> LocaleData:
+    """One locale file; LocaleError says what is wrong and where."""
+    raw = source.data
     if not isinstance(raw, dict):
         raise LocaleError("the file must be a mapping with 'crisis' and 'resources'")
     info = parse_crisis(raw.get("crisis"))
     resources = _parse_resources(raw.get("resources", []))
     booking_raw = raw.get("booking", {})
     if not _is_text_mapping(booking_raw):
-        raise LocaleError("'booking' must be a mapping with url and label")
+        raise LocaleError("'booking' must be a mapping with url and label", at=("booking",))
     return LocaleData(key=key, crisis=info, resources=resources, path=path,
                       booking=MappingProxyType(dict(booking_raw)))
+
+
+def rule_problems(data: LocaleData, line_of: Callable[[KeyPath], int]) -> list[ContentProblem]:
+    """What a usable locale file still lacks for readers: a way to reach help in a crisis, and
+    resources in the documented format. `line_of` maps a KeyPath to its line in the file."""
+    found: list[ContentProblem] = []
+    crisis = data.crisis
+    if not crisis.lines and crisis.directory is None:
+        found.append(ContentProblem(
+            data.path, line_of(("crisis", "lines")),
+            "the crisis block has no number and no directory: a reader in crisis would find "
+            "nothing to call",
+            "add a line (name, contact, note) under crisis.lines, or a directory of helplines "
+            "(name and an https url) under crisis.directory, as in locales/en.yaml"))
+    for index, item in enumerate(data.resources):
+        at: KeyPath = ("resources", index)
+        missing = [name for name in RESOURCE_FIELDS if not item.get(name, "").strip()]
+        if missing:
+            found.append(ContentProblem(data.path, line_of(at),
+                                        f"{dotted(at)} lacks {', '.join(missing)}",
+                                        "give each resource a title, kind, description and url"))
+        elif not item["url"].startswith("https://"):
+            found.append(ContentProblem(data.path, line_of((*at, "url")),
+                                        f"{dotted((*at, 'url'))} is not an https address",
+                                        "link to the https version of the page"))
+        elif item["kind"] not in RESOURCE_KINDS:
+            found.append(ContentProblem(data.path, line_of((*at, "kind")),
+                                        f"{dotted((*at, 'kind'))} is '{item['kind']}'",
+                                        "use article, video or guide"))
+    return found
 
 
 def _normalize_locale(locale: str) -> str:
@@ -117,20 +189,24 @@ def _normalize_locale(locale: str) -> str:
 
 
 class Locales:
-    """The usable locale files of one templates folder, and the problems of the others."""
+    """The usable locale files of one templates folder; `problems` holds the files that cannot be
+    read, `rule_problems` what usable files lack (validate refuses both)."""
 
     def __init__(self, directory: Path) -> None:
         self._data: dict[str, LocaleData] = {}
         self.problems: list[ContentProblem] = []
+        self.rule_problems: list[ContentProblem] = []
         for path in sorted(directory.glob("*.yaml")):
+            source: _Source | None = None
             try:
-                data = _parse_locale(path.stem, path)
+                source = _Source(path)
+                data = _parse_locale(path.stem, path, source)
             except LocaleError as error:
-                self.problems.append(
-                    ContentProblem(path, error.line, str(error), "follow the format of locales/en.yaml")
-                )
+                line = source.line_of(error.at) if source is not None and error.at else error.line
+                self.problems.append(ContentProblem(path, line, str(error), _FORMAT_FIX))
                 continue
             self._data[_normalize_locale(path.stem)] = data
+            self.rule_problems.extend(rule_problems(data, source.line_of))
         if LOCALE_FALLBACK not in self._data:
             self.problems.append(
                 ContentProblem(

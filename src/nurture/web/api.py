@@ -16,6 +16,7 @@ from nurture.web.crisis import load_crisis
 from nurture.web.dependencies import ApiKeyMatches, Caller, SignupLimit, Web
 from nurture.web.forms import (
     CONSENT_TEXT_SHA256,
+    CrisisDirectoryModel,
     CrisisLineModel,
     CrisisModel,
     SignupAccepted,
@@ -23,6 +24,7 @@ from nurture.web.forms import (
     SignupRequest,
     check_signup,
 )
+from nurture.web.locale import crisis_locale
 from nurture.web.signup import take_signup
 
 router = APIRouter()
@@ -55,11 +57,16 @@ class EventAccepted(BaseModel):
 async def api_signup(body: SignupRequest, web: Web, caller: Caller, limit: SignupLimit) -> Response:
     values = body.values()
     if values.safety == "yes":
-        crisis = load_crisis(web.settings.templates_dir, values.locale)
+        crisis = load_crisis(web.settings.templates_dir,
+                             crisis_locale(values.locale, values.time_zone))
+        directory = crisis.directory
         payload = SignupNotTaken(crisis=CrisisModel(
             heading=crisis.heading, text=crisis.text,
             lines=[CrisisLineModel(name=line.name, contact=line.contact, note=line.note)
-                   for line in crisis.lines]))
+                   for line in crisis.lines],
+            directory=CrisisDirectoryModel(name=directory.name, url=directory.url)
+            if directory is not None else None,
+            framing=crisis.framing))
         return JSONResponse(payload.model_dump(), status_code=200)
     accepted = JSONResponse(SignupAccepted().model_dump(), status_code=202)
     if values.honeypot:

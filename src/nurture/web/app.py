@@ -1,6 +1,6 @@
 """The FastAPI app factory: checks the settings, builds the shared WebContext, adds the middleware and
-the error pages, and includes one router per area (signup, crisis, links, preferences, api, ops, admin).
-The pages are server-rendered from templates/pages/ and need no JavaScript."""
+the error pages, and includes one router per area (signup, crisis, links, preferences, the page for a
+partner, api, ops, admin). The pages are server-rendered from templates/pages/ and need no JavaScript."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ from starlette.staticfiles import StaticFiles
 from nurture.clock import utcnow
 from nurture.config import DEFAULT_SECRET_KEY, Environment, Settings, SettingsError
 from nurture.services.runtime import Runtime, runtime_from
-from nurture.web import api, crisis, links, ops, preferences, signup
+from nurture.web import api, crisis, links, ops, partner, preferences, signup
 from nurture.web.admin.auth import AdminOptions
 from nurture.web.admin.router import install_admin
 from nurture.web.context import build_context
 from nurture.web.dependencies import Refused, context_of
+from nurture.web.locale import LocaleMiddleware
 from nurture.web.options import WebOptions
 from nurture.web.replies import message_page
 from nurture.web.security import ApiCors, SecurityMiddleware
@@ -52,12 +53,13 @@ def create_app(
     )
     app.state.web = web
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(LocaleMiddleware)
     app.add_middleware(ApiCors, origins=options.cors_origins)
     app.add_middleware(SecurityMiddleware)
     app.exception_handler(Refused)(refused)
     app.exception_handler(StarletteHTTPException)(http_error)
-    for router in (signup.router, crisis.router, links.router, preferences.router, api.router,
-                   ops.router):
+    for router in (signup.router, crisis.router, links.router, preferences.router, partner.router,
+                   api.router, ops.router):
         app.include_router(router)
     install_admin(app, settings, runtime, clock=clock, options=AdminOptions.from_settings(settings),
                   client_ip=web.client_ip)

@@ -1,5 +1,6 @@
 """The public app's shared state in one typed object, built once by create_app and kept on app.state:
-settings, runtime, account store, enroller, token signer, CSRF guard, client address, limits, pages."""
+settings, runtime, account store, enroller, token signer, CSRF guard, client address, limits, pages;
+and the locale data the pages read (footer framing, crisis help, the free call)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from email.utils import parseaddr
 
 from nurture.config import Settings
 from nurture.engine.tokens import TokenSigner
+from nurture.rendering.types import LocaleData
 from nurture.services.runtime import Runtime
 from nurture.store.accounts.store import AccountStore
 from nurture.web.enroller import Enroller
@@ -53,15 +55,27 @@ def confirm_days(options: WebOptions) -> int:
     return max(1, options.confirm_max_age_seconds // 86400)
 
 
+def locale_data(runtime: Runtime, locale: str) -> LocaleData | None:
+    """The locale file serving `locale` in the content now loaded (the emails read the same), or
+    None when there is none to read."""
+    try:
+        return runtime.content.current.library.locale_data(locale)
+    except LookupError:
+        return None
+
+
 def build_context(settings: Settings, runtime: Runtime, options: WebOptions,
                   clock: Callable[[], datetime]) -> WebContext:
+    def framing(locale: str) -> str:
+        data = locale_data(runtime, locale)
+        return data.crisis.framing if data is not None else ""
+
     pages = Pages(settings.templates_dir / "pages", {
         "site_name": parseaddr(settings.sender)[0] or "Nurture",
         "postal_address": settings.postal_address,
-        "lang": "en",
         "confirm_days": confirm_days(options),
         "resend_minutes": max(1, options.resend_interval_seconds // 60),
-    })
+    }, framing=framing)
     return WebContext(
         settings=settings,
         options=options,

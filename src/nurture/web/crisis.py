@@ -1,5 +1,6 @@
-"""The crisis resources page (/help, and the answer to a signup from someone unsafe), read from the
-locale files as the emails read them, with a built-in text when none can be read."""
+"""The crisis resources page (/help, and the answer to a signup from someone unsafe), in the locale the
+link names or the browser asks for, read from the locale files as the emails read them, with a
+built-in text when none can be read."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from nurture.rendering.types import CrisisInfo
 from nurture.web.context import WebContext
 from nurture.web.dependencies import Web
 from nurture.web.forms import LOCALES
+from nurture.web.locale import request_locale, valid_locale
 
 log = logging.getLogger(__name__)
 
@@ -56,5 +58,6 @@ def crisis_page(web: WebContext, locale: str, *, after_signup: bool) -> HTMLResp
 
 
 @router.api_route("/help", methods=["GET", "HEAD"], response_class=HTMLResponse)
-async def help_page(web: Web, locale: str = "en") -> Response:
-    return crisis_page(web, locale if locale in LOCALES else "en", after_signup=False)
+async def help_page(web: Web, locale: str | None = None) -> Response:
+    """The locale a link names (?locale=en-IN), else the one the browser asks for."""
+    return crisis_page(web, valid_locale(locale) or request_locale(), after_signup=False)

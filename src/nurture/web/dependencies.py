@@ -24,7 +24,8 @@ from starlette.responses import Response
 from nurture.engine.ports import ConsentRecord
 from nurture.engine.tokens import TokenExpired, TokenInvalid
 from nurture.web.context import WebContext
-from nurture.web.replies import bad_link, expired_link, forbidden
+from nurture.web.options import WebOptions
+from nurture.web.replies import bad_link, expired_link, expired_quiet_link, forbidden
 from nurture.web.security import CSRF_FIELD
 
 MAX_TOKEN_LENGTH: Final = 300
@@ -128,28 +129,46 @@ CheckedForm = Annotated[FormData, Depends(checked_form)]
 # -- signed links -------------------------------------------------------------------------------
 
 
-def signed(purpose: str, *, expires: bool = False) -> Callable[[str, WebContext], Awaitable[UUID]]:
-    """A dependency: the subscriber named by the path's `token`, signed for `purpose`. Only
-    confirmation links expire (after WebOptions.confirm_max_age_seconds)."""
+def _confirm_age(options: WebOptions) -> int:
+    return options.confirm_max_age_seconds
+
+
+def _quiet_link_age(options: WebOptions) -> int:
+    return options.quiet_link_max_age_seconds
+
+
+def signed(purpose: str, *, max_age: Callable[[WebOptions], int] | None = None,
+           expired: Callable[[WebContext], Response] = expired_link,
+           ) -> Callable[[str, WebContext], Awaitable[UUID]]:
+    """A dependency: the subscriber named by the path's `token`, signed for `purpose`. Links with a
+    `max_age` expire: confirmation links, and the quiet links that report a step forward."""
 
     async def subscriber(token: str, web: Web) -> UUID:
         if len(token) > MAX_TOKEN_LENGTH:
             raise Refused(bad_link(web))
-        max_age = web.options.confirm_max_age_seconds if expires else None
+        seconds = max_age(web.options) if max_age is not None else None
         try:
-            return web.signer.verify(purpose, token, max_age_seconds=max_age)
+            return web.signer.verify(purpose, token, max_age_seconds=seconds)
         except TokenExpired:
-            raise Refused(expired_link(web)) from None
+            raise Refused(expired(web)) from None
         except TokenInvalid:
             raise Refused(bad_link(web)) from None
 
     return subscriber
 
 
-ConfirmToken = Annotated[UUID, Depends(signed("confirm", expires=True))]
+def _quiet(purpose: str) -> Callable[[str, WebContext], Awaitable[UUID]]:
+    return signed(purpose, max_age=_quiet_link_age, expired=expired_quiet_link)
+
+
+ConfirmToken = Annotated[UUID, Depends(signed("confirm", max_age=_confirm_age))]
 UnsubscribeToken = Annotated[UUID, Depends(signed("unsubscribe"))]
 PreferencesToken = Annotated[UUID, Depends(signed("preferences"))]
-BookedToken = Annotated[UUID, Depends(signed("booked"))]
+# The quiet links of emails (engine/tokens.py LinkMaker): "we booked a call", "my partner said
+# yes", "I've started on my own".
+BookedToken = Annotated[UUID, Depends(_quiet("booked"))]
+PartnerYesToken = Annotated[UUID, Depends(_quiet("partner_yes"))]
+StartedSoloToken = Annotated[UUID, Depends(_quiet("started_solo"))]
 
 
 # -- the JSON API -------------------------------------------------------------------------------

@@ -249,10 +249,19 @@ class CrisisLineModel(BaseModel):
     note: str = ""
 
 
+class CrisisDirectoryModel(BaseModel):
+    name: str
+    url: str
+
+
 class CrisisModel(BaseModel):
     heading: str
     text: str
     lines: list[CrisisLineModel]
+    directory: CrisisDirectoryModel | None = Field(
+        default=None, description="A directory of helplines by country, for locales that list "
+        "no numbers of their own.")
+    framing: str = ""
 
 
 class SignupNotTaken(BaseModel):

@@ -12,6 +12,9 @@ class WebOptions:
     """Web settings. The rate limits are counted in memory by each web process separately."""
 
     confirm_max_age_seconds: int = 7 * 24 * 3600
+    quiet_link_max_age_seconds: int = 183 * 24 * 3600
+    """How long the quiet links of an email ("we booked a call", "my partner said yes", "I've
+    started on my own") work: long after the sequence, but not for ever in a forwarded email."""
     resend_interval_seconds: int = 600
     trusted_proxies: frozenset[str] = frozenset()
     """IP addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For is believed."""

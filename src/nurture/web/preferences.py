@@ -1,5 +1,6 @@
-"""The preferences page behind every email's link: pause and resume, answers, discreet mode,
-unsubscribe, a download of one's data, and erasure. Each button is one action below."""
+"""The preferences page behind every email's link: pause and resume, answers (behind a button in
+discreet mode), discreet mode, locale, unsubscribe, a download of one's data, and erasure. Each
+button is one action below. The emails' one-click link to discreet mode has a page of its own."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from nurture.engine.ports import SubscriberStatus
 from nurture.store.accounts.types import Account
 from nurture.web.context import WebContext
 from nurture.web.dependencies import Caller, CheckedForm, Client, PreferencesToken, Web
-from nurture.web.forms import check_answers, pause_until
+from nurture.web.forms import LOCALES, MESSAGES, check_answers, pause_until
+from nurture.web.locale import use_locale, valid_locale
 from nurture.web.replies import form_page, gone
 
 router = APIRouter(include_in_schema=False)
@@ -39,6 +41,7 @@ def _local_day(moment: datetime, time_zone: str) -> str:
 def preferences_page(web: WebContext, request: Request, account: Account, token: str, *,
                      status: int = 200, notice: str = "",
                      errors: Mapping[str, str] | None = None) -> Response:
+    use_locale(account.locale)
     today = web.clock().astimezone(ZoneInfo(account.time_zone)).date()
     paused_until = account.paused_until
     return form_page(
@@ -50,6 +53,9 @@ def preferences_page(web: WebContext, request: Request, account: Account, token:
         has_enrollment=bool(account.enrollments), is_paused=account.is_paused,
         paused_until=_local_day(paused_until, account.time_zone) if paused_until else "",
         reasons=REASONS, chosen=account.hesitations, notice=notice, errors=errors or {},
+        locales=LOCALES,
+        # Discreet mode: the page names the neutral sender too, in case someone sees the screen.
+        **({"site_name": web.settings.discreet_sender_name} if account.discreet else {}),
         min_date=(today + timedelta(days=1)).isoformat(),
         max_date=(today + timedelta(days=366)).isoformat(),
     )
@@ -117,6 +123,16 @@ async def discreet(change: Change) -> Response | str:
             else "Discreet mode is off.")
 
 
+async def change_locale(change: Change) -> Response | str:
+    chosen = valid_locale(change.form.get("locale"))
+    if chosen is None:
+        return change.refused({"locale": MESSAGES["locale"]})
+    await run_in_threadpool(change.web.accounts.set_locale, change.subscriber, chosen,
+                            now=change.now)
+    use_locale(chosen)
+    return f"Saved: {LOCALES[chosen]}. Your next emails show its helplines and links."
+
+
 async def unsubscribe(change: Change) -> Response | str:
     await run_in_threadpool(change.web.accounts.unsubscribe, change.subscriber,
                             consent=change.caller.consent("unsubscribe", "preferences"),
@@ -140,7 +156,7 @@ async def erase(change: Change) -> Response | str:
 
 
 ACTIONS: Final[Mapping[str, Action]] = {
-    "pause": pause, "resume": resume, "answers": answers, "discreet": discreet,
+    "pause": pause, "resume": resume, "answers": answers, "discreet": discreet, "locale": change_locale,
     "unsubscribe": unsubscribe, "export": export, "erase": erase,
 }
 
@@ -173,3 +189,29 @@ async def preferences(request: Request, token: str, subscriber: PreferencesToken
     if updated is None:
         return gone(web)
     return preferences_page(web, request, updated, token, notice=answer)
+
+
+# -- the emails' one-click link to discreet mode ------------------------------------------------
+
+
+@router.api_route("/p/{token}/discreet", methods=["GET", "HEAD"], response_class=HTMLResponse)
+async def discreet_form(request: Request, token: str, subscriber: PreferencesToken,
+                        web: Web) -> Response:
+    # One button, no change: mail scanners follow every link with GET.
+    account = await run_in_threadpool(web.accounts.account, subscriber)
+    if account is None:
+        return gone(web)
+    use_locale(account.locale)
+    return form_page(web, request, "discreet.html", token=token, already=account.discreet)
+
+
+@router.post("/p/{token}/discreet", response_class=HTMLResponse)
+async def discreet_on(token: str, subscriber: PreferencesToken, form: CheckedForm,
+                      web: Web) -> Response:
+    account = await run_in_threadpool(web.accounts.account, subscriber)
+    if account is None:
+        return gone(web)
+    use_locale(account.locale)
+    await run_in_threadpool(web.accounts.set_discreet, subscriber, True, now=web.clock())
+    return web.pages.render("discreet-on.html", preferences_url=f"/p/{token}",
+                            site_name=web.settings.discreet_sender_name)

@@ -41,6 +41,13 @@ def expired_link(web: WebContext) -> HTMLResponse:
                         link_text="Sign up again")
 
 
+def expired_quiet_link(web: WebContext) -> HTMLResponse:
+    months = max(1, web.options.quiet_link_max_age_seconds // (30 * 86400))
+    return message_page(web, 410, "This link is from an older email",
+                        f"These links work for about {months} months after an email is sent, so "
+                        "nothing has changed. The same links in a more recent email still work.")
+
+
 def forbidden(web: WebContext) -> HTMLResponse:
     return message_page(web, 403, "Please try again",
                         "This form was open for a long time, or your browser didn't send back "

@@ -1,5 +1,5 @@
-"""The signup page: the form, its checks, and the double opt-in that follows; the JSON API takes
-signups the same way (take_signup)."""
+"""The signup page: the form (its locale chosen in advance from the browser), its checks, and the
+double opt-in that follows; the JSON API takes signups the same way (take_signup)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from nurture.web.forms import (
     check_signup,
     signup_values,
 )
+from nurture.web.locale import TIME_ZONE_LOCALES, crisis_locale, request_locale
 from nurture.web.replies import forbidden, form_page, message_page, rate_limited
 
 router = APIRouter(include_in_schema=False)
@@ -40,6 +41,9 @@ def signup_context(values: SignupValues, errors: Mapping[str, str], *,
         "errors": errors,
         "reasons": REASONS,
         "locales": LOCALES,
+        # For /static/timezone.js: the locale a browser's time zone points to (Asia/Kolkata: en-IN).
+        "zones_of": {key: " ".join(sorted(zone for zone, locale in TIME_ZONE_LOCALES.items()
+                                          if locale == key)) for key in LOCALES},
         "consent_text": CONSENT_TEXT,
         "safety_question": SAFETY_QUESTION,
         "honeypot_field": HONEYPOT_FIELD,
@@ -63,7 +67,9 @@ async def take_signup(web: WebContext, check: SignupCheck, record: ConsentRecord
 
 @router.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def signup_form(request: Request, web: Web) -> Response:
-    return form_page(web, request, "signup.html", **signup_context(SignupValues(), {}, fresh=True))
+    # Chosen in advance from Accept-Language; the page's script prefers the time zone's region.
+    values = SignupValues(locale=request_locale())
+    return form_page(web, request, "signup.html", **signup_context(values, {}, fresh=True))
 
 
 @router.post("/", response_class=HTMLResponse)
@@ -75,8 +81,7 @@ async def signup(request: Request, web: Web, form: PostedForm, csrf_ok: CsrfPass
     values = signup_values(form)
     if values.safety == "yes":
         # Safety first: before any other check, and nothing about the person is kept.
-        locale = values.locale if values.locale in LOCALES else "en"
-        return crisis_page(web, locale, after_signup=True)
+        return crisis_page(web, crisis_locale(values.locale, values.time_zone), after_signup=True)
     if not csrf_ok:
         return forbidden(web)
     if values.honeypot:

@@ -1,5 +1,5 @@
 """What a subscriber changes from their preferences page: unsubscribing, pausing and resuming,
-their answers and discreet mode."""
+their answers, discreet mode and locale."""
 
 from __future__ import annotations
 
@@ -136,6 +136,10 @@ class Preferences:
 
     def set_discreet(self, subscriber_id: uuid.UUID, discreet: bool, *, now: datetime) -> bool:
         return self._update(subscriber_id, now, discreet=discreet)
+
+    def set_locale(self, subscriber_id: uuid.UUID, locale: str, *, now: datetime) -> bool:
+        """The locale of the next emails (footer helplines, resources, the free call)."""
+        return self._update(subscriber_id, now, locale=locale)
 
     def _update(self, subscriber_id: uuid.UUID, now: datetime, **values: Any) -> bool:
         require_aware("now", now)

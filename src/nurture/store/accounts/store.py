@@ -71,6 +71,10 @@ class AccountStore:
     def set_discreet(self, subscriber_id: uuid.UUID, discreet: bool, *, now: datetime) -> bool:
         return self._preferences.set_discreet(subscriber_id, discreet, now=now)
 
+    def set_locale(self, subscriber_id: uuid.UUID, locale: str, *, now: datetime) -> bool:
+        """The locale of the next emails; the caller checks it is one people can choose."""
+        return self._preferences.set_locale(subscriber_id, locale, now=now)
+
     # -- personal data ----------------------------------------------------------------------------
 
     def account(self, subscriber_id: uuid.UUID) -> Account | None:
