@@ -29,7 +29,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from nurture.placeholders import is_placeholder_url, placeholder_links, placeholder_problems
+from nurture.example_links import is_placeholder_url, placeholder_links, placeholder_problems
 
 DEFAULT_SECRET_KEY = "dev-only-secret-key-change-me"
 DEFAULT_POSTAL_ADDRESS = "Nurture, 1 Example Street, Example City"

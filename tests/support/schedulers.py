@@ -30,7 +30,7 @@ def copy_content(target: Path, *, all_day: bool) -> tuple[Path, Path]:
         if all_day:
             text = text.replace('hours: "09:00-20:00"', 'hours: "00:00-24:00"')
         (sequences / name).write_text(text)
-    for part in ("layouts", "locales", "emails/sample", "emails/system"):
+    for part in ("layouts", "locales", "emails/partials", "emails/sample", "emails/system"):
         shutil.copytree(ROOT / "templates" / part, templates / part)
     return sequences, templates
 

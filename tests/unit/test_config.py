@@ -189,7 +189,7 @@ def test_production_refuses_a_placeholder_resource(templates: object,
 
 
 def test_the_shipped_locale_files_name_their_placeholders() -> None:
-    from nurture.placeholders import placeholder_links
+    from nurture.example_links import placeholder_links
     from tests.support.paths import ROOT
 
     found = {(link.path.name, link.what) for link in placeholder_links(ROOT / "templates")}

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from nurture.cli.arguments import CommandError, Commands
 from nurture.config import Environment, Settings, unknown_variables, variable_name
-from nurture.placeholders import placeholder_links, placeholder_problems
+from nurture.example_links import placeholder_links, placeholder_problems
 from nurture.store.accounts.store import AccountStore
 
 # Shown as *** by `config check`.
