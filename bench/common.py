@@ -224,9 +224,9 @@ def make_dispatcher(store: Any, content: Any, smtp_port: int, *, owner: str = "b
                     batch_size: int = 200, transport: Any = None) -> Any:
     from datetime import timedelta
 
-    from nurture.config import parse_smtp_url
     from nurture.engine.dispatcher import Dispatcher
     from nurture.engine.policy import DispatchPolicy
+    from nurture.setting_values import parse_smtp_url
     from nurture.smtp.transports import SmtpTransport
 
     if transport is None:

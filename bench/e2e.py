@@ -209,7 +209,7 @@ def run_backend(backend: str, options: Options, work: Any, content: Any, holder:
                 persons: list[Any], messages: list[tuple[str, bytes]],
                 server: ServerProcess) -> dict[str, Any]:
     from nurture.clock import utcnow
-    from nurture.config import parse_smtp_url
+    from nurture.setting_values import parse_smtp_url
     from nurture.smtp.relay_process import ProcessTransport
     from nurture.store.database import make_engine
     from nurture.store.sql.store import SqlStore

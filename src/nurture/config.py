@@ -5,20 +5,12 @@ This is the only module that reads the environment: the web, admin, throttle and
 
 from __future__ import annotations
 
-import ipaddress
-import logging
-import math
 import os
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
-from urllib.parse import unquote, urlsplit
+from typing import Annotated, Literal
 
-from argon2 import extract_parameters
-from argon2.exceptions import InvalidHashError
 from pydantic import (
     AfterValidator,
     Field,
@@ -30,171 +22,31 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from nurture.example_links import is_placeholder_url, placeholder_links, placeholder_problems
+from nurture.setting_values import (
+    FiniteFloat,
+    SmtpEndpoint,
+    check_base_url,
+    check_database_url,
+    check_log_level,
+    check_smtp_url,
+    parse_admin_users,
+    parse_origins,
+    parse_proxies,
+    parse_smtp_url,
+)
 
 DEFAULT_SECRET_KEY = "dev-only-secret-key-change-me"
 DEFAULT_POSTAL_ADDRESS = "Nurture, 1 Example Street, Example City"
 ENV_PREFIX = "NURTURE_"
 # Variables of the test suite and the benchmarks, not of the product: `config check` ignores them.
 NOT_SETTINGS_PREFIXES = ("NURTURE_TEST_", "NURTURE_REQUIRE_", "NURTURE_UPDATE_")
-_ADMIN_NAME = re.compile(r"[A-Za-z0-9._@+-]{1,64}\Z")
 
 
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names the environment variable."""
 
 
-class SmtpSecurity(StrEnum):
-    PLAIN = "plain"
-    STARTTLS = "starttls"
-    TLS = "tls"
-
-
-@dataclass(frozen=True)
-class SmtpEndpoint:
-    host: str
-    port: int
-    security: SmtpSecurity
-    username: str | None
-    password: str | None
-
-    def describe(self) -> str:
-        """The endpoint without the password, safe to log."""
-        user = f"{self.username}@" if self.username else ""
-        return f"{self.security.value}://{user}{self.host}:{self.port}"
-
-
-_SCHEMES = {
-    "smtp": (SmtpSecurity.PLAIN, 25),
-    "smtp+starttls": (SmtpSecurity.STARTTLS, 587),
-    "smtps": (SmtpSecurity.TLS, 465),
-}
-
-
-def parse_smtp_url(url: str) -> SmtpEndpoint:
-    parts = urlsplit(url)
-    if parts.scheme not in _SCHEMES:
-        raise ValueError(
-            f"scheme must be one of {', '.join(sorted(_SCHEMES))} (for example smtp://127.0.0.1:1025)"
-        )
-    if not parts.hostname:
-        raise ValueError("a host is required, for example smtp+starttls://user:pass@mail.example.org:587")
-    security, default_port = _SCHEMES[parts.scheme]
-    try:
-        port = parts.port or default_port
-    except ValueError as error:
-        raise ValueError(f"the port is not a number between 1 and 65535 ({error})") from None
-    return SmtpEndpoint(
-        host=parts.hostname,
-        port=port,
-        security=security,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-    )
-
-
-def _check_smtp_url(value: str) -> str:
-    parse_smtp_url(value)
-    return value
-
-
-def _check_base_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("must be an absolute http(s) URL such as https://nurture.example.org")
-    return value.rstrip("/")
-
-
-def _check_database_url(value: str) -> str:
-    if not value.startswith(("sqlite", "postgresql")):
-        raise ValueError(
-            "must be sqlite:///path/to/file.db or postgresql+psycopg://user@host:5432/dbname"
-        )
-    if value.startswith("postgresql://"):
-        value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
-    return value
-
-
-def _items(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
-def parse_proxies(text: str) -> frozenset[str]:
-    """Comma-separated addresses or CIDR networks, e.g. "127.0.0.1, 10.0.0.0/8"."""
-    found = set()
-    for item in _items(text):
-        try:
-            found.add(str(ipaddress.ip_network(item, strict=False)))
-        except ValueError:
-            raise ValueError(f"'{item[:60]}' is not an IP address or network such as 10.0.0.0/8") \
-                from None
-    return frozenset(found)
-
-
-def parse_origins(text: str) -> tuple[str, ...]:
-    """Comma-separated origins such as https://clinic.example.org (scheme, host, optional port)."""
-    origins = []
-    for item in _items(text):
-        if item == "*":
-            origins.append(item)
-            continue
-        parts = urlsplit(item)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/") \
-                or parts.query or parts.fragment:
-            raise ValueError(f"'{item[:80]}' is not an origin; write scheme and host only, "
-                             "e.g. https://clinic.example.org")
-        origins.append(f"{parts.scheme}://{parts.netloc}")
-    return tuple(origins)
-
-
-def _admin_entries(text: str) -> list[list[str]]:
-    entries: list[list[str]] = []
-    for raw in text.split(","):
-        piece = raw.strip()
-        if not piece:
-            continue
-        name, sep, rest = piece.partition(":")
-        if sep and rest.strip().startswith("$argon2"):
-            entries.append([name.strip(), rest.strip()])
-        elif not sep and entries:
-            entries[-1][1] += "," + piece
-        else:
-            raise ValueError(f"'{piece[:24]}…' is not name:hash; make the hash with "
-                             "`nurture admin hash-password`")
-    return entries
-
-
-def parse_admin_users(text: str) -> tuple[tuple[str, str], ...]:
-    """`alice:$argon2id$...,bob:$argon2id$...`. Argon2 hashes hold commas themselves
-    (`m=65536,t=3,p=4`), so a piece without `name:` continues the previous hash."""
-    users: dict[str, str] = {}
-    for name, password_hash in _admin_entries(text):
-        if not _ADMIN_NAME.match(name):
-            raise ValueError(f"'{name[:40]}' is not a user name: use 1 to 64 letters, digits or ._@+-")
-        if name in users:
-            raise ValueError(f"the user '{name}' is listed twice")
-        try:
-            extract_parameters(password_hash)
-        except (InvalidHashError, ValueError):
-            raise ValueError(f"the hash of '{name}' is not an argon2 hash; make one with "
-                             "`nurture admin hash-password`") from None
-        users[name] = password_hash
-    return tuple(users.items())
-
-
-def _check_log_level(value: str) -> str:
-    level = value.strip().upper()
-    if not isinstance(logging.getLevelName(level), int):
-        raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
-    return level
-
-
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
-
-
-FiniteFloat = Annotated[float, AfterValidator(_finite)]
+LogFormat = Literal["auto", "console", "json"]
 
 
 class Environment(StrEnum):
@@ -209,10 +61,10 @@ class Settings(BaseSettings):
                                       env_ignore_empty=True)
 
     environment: Environment = Environment.DEVELOPMENT
-    database_url: Annotated[str, AfterValidator(_check_database_url)] = "sqlite:///var/nurture.db"
-    smtp_url: Annotated[str, AfterValidator(_check_smtp_url)] = "smtp://127.0.0.1:1025"
+    database_url: Annotated[str, AfterValidator(check_database_url)] = "sqlite:///var/nurture.db"
+    smtp_url: Annotated[str, AfterValidator(check_smtp_url)] = "smtp://127.0.0.1:1025"
     smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
-    base_url: Annotated[str, AfterValidator(_check_base_url)] = "http://127.0.0.1:8000"
+    base_url: Annotated[str, AfterValidator(check_base_url)] = "http://127.0.0.1:8000"
     secret_key: str = Field(default=DEFAULT_SECRET_KEY, min_length=16)
     sender: str = "Nurture <hello@nurture.localhost>"
     # No rhythm in it: the emails do not come weekly, and a name should promise nothing it breaks.
@@ -220,7 +72,7 @@ class Settings(BaseSettings):
     unsubscribe_mailto: str | None = None
     reply_to: str | None = Field(default=None, description="an inbox a person reads; emails then "
                                  "invite replies (Reply-To)")
-    booking_url: Annotated[str, AfterValidator(_check_base_url)] | None = None
+    booking_url: Annotated[str, AfterValidator(check_base_url)] | None = None
     api_key: str | None = Field(default=None, min_length=24)
     feedback_webhook_secret: str | None = Field(default=None, min_length=24)
     data_keys: str | None = None
@@ -241,7 +93,10 @@ class Settings(BaseSettings):
     outbox_dir: Path = Path("var/outbox")
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8000, ge=1, le=65535)
-    log_level: Annotated[str, AfterValidator(_check_log_level)] | None = Field(
+    log_format: LogFormat = Field(
+        default="auto", description="console for people, json for machines; auto: console when "
+        "stderr is a terminal")
+    log_level: Annotated[str, AfterValidator(check_log_level)] | None = Field(
         default=None, description="log level of the services (INFO, WARNING, ...)")
     # The web app. Rate limits are counted in memory by each web process separately.
     confirm_max_age_seconds: int = Field(default=7 * 24 * 3600, ge=1,

@@ -12,11 +12,11 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import Engine
 
-from nurture.config import parse_smtp_url
 from nurture.engine.dispatcher import Dispatcher
 from nurture.engine.policy import DispatchPolicy
 from nurture.engine.tokens import LinkMaker, TokenSigner
 from nurture.rendering.types import Brand
+from nurture.setting_values import parse_smtp_url
 from nurture.smtp.transports import SmtpTransport
 from nurture.store.sql.store import SqlStore
 from tests.support.clock import T0

@@ -5,14 +5,9 @@ from __future__ import annotations
 import pytest
 from argon2 import PasswordHasher
 
-from nurture.config import (
-    SettingsError,
-    load_settings,
-    parse_admin_users,
-    unknown_variables,
-    variable_name,
-)
+from nurture.config import SettingsError, load_settings, unknown_variables, variable_name
 from nurture.services.runtime import throttle_from
+from nurture.setting_values import parse_admin_users
 from nurture.web.admin.auth import AdminOptions
 from nurture.web.options import WebOptions
 

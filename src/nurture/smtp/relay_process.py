@@ -22,9 +22,9 @@ from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
 
-from nurture.config import SmtpEndpoint
 from nurture.engine.ports import Answer, OutgoingMessage, SendErrorKind, SendResult
 from nurture.logs import configure_logging
+from nurture.setting_values import SmtpEndpoint
 from nurture.smtp.session import PreparedMessage, prepare
 from nurture.smtp.transports import SmtpTransport
 

@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
-from nurture.config import SmtpEndpoint, SmtpSecurity
 from nurture.engine.ports import OutgoingMessage, SendErrorKind, SendResult
+from nurture.setting_values import SmtpEndpoint, SmtpSecurity
 from nurture.smtp import session as smtp_session
 from nurture.smtp.session import PreparedMessage
 

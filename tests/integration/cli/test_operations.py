@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select, update
 
-from nurture.config import parse_admin_users, parse_smtp_url
 from nurture.content.library import ContentHolder
 from nurture.domain.people import make_person
 from nurture.engine.dispatcher import Dispatcher
 from nurture.engine.enrollment import enroll
 from nurture.engine.ports import ConsentRecord
 from nurture.logs import JsonFormatter
+from nurture.setting_values import parse_admin_users, parse_smtp_url
 from nurture.smtp.transports import SmtpTransport
 from nurture.store.models import Base, Delivery, Subscriber, suppression_table
 from nurture.store.operations import beat, heartbeats, mark_stopped, purge_departed, queue_health

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from nurture.config import parse_smtp_url
 from nurture.content.library import ContentHolder
 from nurture.domain.people import make_person
 from nurture.engine.dispatcher import Dispatcher
 from nurture.engine.enrollment import enroll
 from nurture.engine.ports import ConsentRecord
+from nurture.setting_values import parse_smtp_url
 from nurture.smtp.transports import SmtpTransport
 from nurture.store.content_versions import content_versions, record_content_version
 from nurture.store.sql.store import SqlStore

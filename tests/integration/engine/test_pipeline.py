@@ -12,7 +12,6 @@ from typing import Any, cast
 import pytest
 from sqlalchemy import update
 
-from nurture.config import parse_smtp_url
 from nurture.content.library import ContentHolder
 from nurture.domain.people import make_person
 from nurture.engine.decisions import message_id_for
@@ -20,6 +19,7 @@ from nurture.engine.dispatcher import Dispatcher
 from nurture.engine.enrollment import enroll
 from nurture.engine.pacing import SEND_AHEAD_LIMIT
 from nurture.engine.ports import ConsentRecord, Transport
+from nurture.setting_values import parse_smtp_url
 from nurture.smtp.relay_process import ProcessTransport
 from nurture.smtp.transports import SmtpTransport
 from nurture.store.models import Subscriber

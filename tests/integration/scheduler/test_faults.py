@@ -32,7 +32,6 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 
 from nurture.clock import utcnow
-from nurture.config import parse_smtp_url
 from nurture.content.library import ContentHolder
 from nurture.domain.people import make_person
 from nurture.engine.decisions import message_id_for, retry_delay
@@ -52,6 +51,7 @@ from nurture.engine.ports import (
     Transport,
 )
 from nurture.engine.throttle import CircuitBreaker, Throttle
+from nurture.setting_values import parse_smtp_url
 from nurture.smtp.transports import SmtpTransport
 from nurture.store.accounts.store import AccountStore
 from nurture.store.models import Delivery, Subscriber

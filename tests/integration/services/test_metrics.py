@@ -10,9 +10,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
-from nurture.config import parse_smtp_url
 from nurture.engine.ports import OutgoingMessage
 from nurture.services.metrics import MeteredTransport, SchedulerMetrics
+from nurture.setting_values import parse_smtp_url
 from nurture.smtp.transports import SmtpTransport
 from tests.support.clock import T0
 from tests.support.web import Web, build_web

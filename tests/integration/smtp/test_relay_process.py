@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from nurture.config import parse_smtp_url
 from nurture.engine.ports import OutgoingMessage, PipelinedTransport, SendErrorKind, SendResult
+from nurture.setting_values import parse_smtp_url
 from nurture.smtp.relay_process import REPLY_BATCH, ProcessTransport
 from tests.support.smtp import RecordingSmtpServer
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from nurture.config import parse_smtp_url
 from nurture.engine.ports import OutgoingMessage, SendErrorKind
+from nurture.setting_values import parse_smtp_url
 from nurture.smtp.factory import transport_from_settings
 from nurture.smtp.transports import MAX_REPLY_CHARS, SmtpTransport
 from tests.support.smtp import RecordingSmtpServer, SilentServer

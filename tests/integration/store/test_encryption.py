@@ -100,12 +100,12 @@ def test_a_malformed_key_names_the_variable() -> None:
 
 def test_one_unreadable_subscriber_is_held_back_and_the_rest_still_go_out(
         store: SqlStore, smtp_server: RecordingSmtpServer, caplog: pytest.LogCaptureFixture) -> None:
-    from nurture.config import parse_smtp_url
     from nurture.engine.dispatcher import Dispatcher
     from nurture.engine.policy import DispatchPolicy
     from nurture.engine.ports import DeliveryStatus
     from nurture.engine.tokens import LinkMaker, TokenSigner
     from nurture.rendering.types import Brand
+    from nurture.setting_values import parse_smtp_url
     from nurture.smtp.transports import SmtpTransport
 
     crypto.configure(crypto.KeyRing([OLD]))
