@@ -165,3 +165,24 @@ def test_every_email_fits_a_phone_and_shows_its_links(who: Persona, emails: Emai
                     page, {"confirmation": who.links.action_url}, WIDTHS[-1]))
     assert rendered_count >= 4
     assert problems == []
+
+
+def test_the_phone_styles_win_over_the_inlined_ones(emails: Emails, email_page: Page) -> None:
+    """The layout's @media block narrows the card's padding and the type on a phone; inlined
+    styles would win over it unless its rules keep their !important through premailer."""
+    sequence = next(s for s in emails.sequences if s.key == "sample")
+    who = PERSONAS[0]
+    email = emails.library.render(sequence, sequence.steps[0], who.recipient, who.links, BRAND)
+    assert "!important" in email.html
+    page = email_page
+    page.set_content(email.html, wait_until="load")
+    style = "(s) => [getComputedStyle(document.querySelector(s)).paddingLeft, " \
+            "getComputedStyle(document.querySelector(s)).fontSize]"
+    padding, _ = page.evaluate(style, ".card")
+    _, size = page.evaluate(style, ".content")
+    assert (padding, size) == ("16px", "16px")
+    page.set_viewport_size({"width": 800, "height": 800})
+    padding, _ = page.evaluate(style, ".card")
+    _, size = page.evaluate(style, ".content")
+    assert (padding, size) == ("28px", "17px")
+

@@ -35,6 +35,9 @@ PREMAILER_OPTIONS: Final[Mapping[str, Any]] = MappingProxyType(
         "allow_network": False,
         "allow_loading_external_files": False,
         "disable_link_rewrites": True,
+        # The phone rules stay in a <style> block and must beat the inlined styles: premailer would
+        # strip their !important, so the narrow-screen padding and type size never applied.
+        "strip_important": False,
         "cssutils_logging_level": logging.CRITICAL,
     }
 )
