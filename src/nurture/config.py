@@ -250,3 +250,9 @@ def environment_for_children(**overrides: str) -> dict[str, str]:
         env.setdefault(name, value)
     return env
 
+
+
+def terminal_allows_colour() -> bool:
+    """Whether a terminal may be coloured: not when NO_COLOR is set (https://no-color.org) or
+    TERM is dumb. Whether the output is a terminal at all is the caller's question."""
+    return "NO_COLOR" not in os.environ and os.environ.get("TERM", "") != "dumb"

@@ -42,6 +42,13 @@ def test_every_variable_the_compose_file_sets_is_known() -> None:
                 assert variable in known, f"{name} sets {variable}, which no setting reads"
 
 
+def test_every_nurture_service_logs_json() -> None:
+    # A service's own `environment` replaces the shared one (YAML merge keys are shallow).
+    for name, service in SERVICES.items():
+        if str(service.get("command", [""])[0]) == "nurture":
+            assert service["environment"].get("NURTURE_LOG_FORMAT") == "json", name
+
+
 def test_healthchecks_and_start_order() -> None:
     for name in ("postgres", "web", "mailpit"):
         assert SERVICES[name]["healthcheck"]["test"], f"{name} has no healthcheck"

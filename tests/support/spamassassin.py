@@ -21,6 +21,8 @@ from typing import Final, NoReturn
 
 import pytest
 
+from tests.support.ports import free_port
+
 SPAMD: Final = Path("/usr/sbin/spamd")
 SPAMC: Final = Path("/usr/bin/spamc")
 RULES: Final = Path("/usr/share/spamassassin")
@@ -100,12 +102,6 @@ def spamassassin_version() -> str:
     return " ".join(line.strip() for line in done.stdout.splitlines()[:2])
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def _command(port: int, home: Path) -> list[str]:
     command = [
         str(SPAMD), "--local", "--nouser-config", f"--configpath={RULES}",
@@ -166,7 +162,7 @@ def spamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spamd]:
     folder.chmod(0o755)
     log = folder / "spamd.log"
     for attempt in range(3):
-        port = _free_port()
+        port = free_port()
         with log.open("wb") as output:
             process = subprocess.Popen(_command(port, folder), stdin=subprocess.DEVNULL, stdout=output,
                                        stderr=subprocess.STDOUT, start_new_session=True)

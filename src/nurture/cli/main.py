@@ -12,11 +12,11 @@ from collections.abc import Sequence
 
 from nurture.cli import bounces, database, enroll, marketing, ops, sequences, services
 from nurture.cli.arguments import EXIT_FAILED, EXIT_USAGE, CommandError, Handler
-from nurture.config import SettingsError, load_settings
+from nurture.config import SettingsError, load_settings, terminal_allows_colour
 from nurture.domain.problems import ContentInvalid
 
 # Commands that print their own results: their logs stay at WARNING unless NURTURE_LOG_LEVEL says.
-QUIET_COMMANDS = frozenset({"enroll", "dispatch", "sequences", "db", "bounces"})
+QUIET_COMMANDS = frozenset({"enroll", "dispatch", "sequences", "db", "bounces", "run"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"nurture: {error}\n")
         return EXIT_USAGE
     quiet = args.command in QUIET_COMMANDS
-    configure_logging(settings.log_level or ("WARNING" if quiet else "INFO"))
+    configure_logging(settings.log_level or ("WARNING" if quiet else "INFO"), settings.log_format,
+                      colour=terminal_allows_colour())
     handler: Handler = args.handler
     try:
         from nurture.services.runtime import configure_data_keys

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from nurture.engine.ports import Answer, OutgoingMessage, SendErrorKind, SendResult
-from nurture.logs import configure_logging
+from nurture.logs import configure_logging, current_format
 from nurture.setting_values import SmtpEndpoint
 from nurture.smtp.session import PreparedMessage, prepare
 from nurture.smtp.transports import SmtpTransport
@@ -186,7 +186,8 @@ class ProcessTransport:
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
             conn = Connection(ours.detach())
         self._process, self._conn = process, conn
-        conn.send((self._endpoint, self._timeout, self._local_hostname, self._log_level))
+        conn.send((self._endpoint, self._timeout, self._local_hostname, self._log_level,
+                   current_format()))
         if not conn.poll(START_TIMEOUT) or conn.recv() != "ready":
             raise TimeoutError("the relay process did not start")
         log.info("relay process started", extra={"pid": process.pid, "relay": self.where})
@@ -296,8 +297,9 @@ def _serve(conn: Connection) -> None:
     # decides when sending ends (after the messages in flight) and then closes the socket.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    endpoint, timeout, local_hostname, log_level = conn.recv()
-    configure_logging(log_level)
+    endpoint, timeout, local_hostname, log_level, log_format = conn.recv()
+    # The parent's format, not a guess of our own: the parent may have been told json on a terminal.
+    configure_logging(log_level, log_format)
     transport = SmtpTransport(endpoint, timeout=timeout, local_hostname=local_hostname)
     conn.send("ready")
     try:

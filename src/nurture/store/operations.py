@@ -73,6 +73,14 @@ def queue_health(engine: Engine, now: datetime) -> QueueHealth:
     return QueueHealth(due=int(due), waiting=waiting, oldest_due_at=oldest, by_status=by_status)
 
 
+def next_due_at(engine: Engine) -> datetime | None:
+    """When the earliest waiting delivery falls due (it may already have): time travel's next stop."""
+    with engine.connect() as conn:
+        due: datetime | None = conn.execute(
+            select(func.min(Delivery.due_at)).where(Delivery.status.in_(_WAITING))).scalar_one()
+    return due
+
+
 def heartbeats(engine: Engine) -> list[SchedulerHeartbeat]:
     with Session(engine, expire_on_commit=False) as session:
         return list(session.scalars(select(SchedulerHeartbeat).order_by(SchedulerHeartbeat.owner)))
