@@ -12,11 +12,12 @@ from typing import Any, Final, TypeGuard
 import yaml
 
 from nurture.domain.problems import ContentProblem
-from nurture.rendering.types import CrisisDirectory, CrisisInfo, CrisisLine, LocaleData
+from nurture.rendering.types import CrisisDirectory, CrisisInfo, CrisisLine, Language, LocaleData
 
 LOCALE_FALLBACK: Final = "en"
 RESOURCE_FIELDS: Final = ("title", "kind", "description", "url")
 RESOURCE_KINDS: Final = frozenset({"article", "video", "guide"})
+DIRECTIONS: Final = frozenset({"ltr", "rtl"})
 _FORMAT_FIX: Final = "follow the format of locales/en.yaml"
 
 # Where in a locale file something is: keys and list indexes, e.g. ("crisis", "lines", 0, "name").
@@ -82,6 +83,36 @@ def _parse_directory(directory: object) -> CrisisDirectory | None:
     if not url.startswith("https://"):
         raise LocaleError("crisis.directory.url must be an https address", at=(*at, "url"))
     return CrisisDirectory(name=_string(directory, at, "name"), url=url)
+
+
+def default_fallback(key: str) -> tuple[str, ...]:
+    """hi-IN borrows from hi, then en; a bare language from en; en from nothing."""
+    chain = [key.split("-", 1)[0]] if "-" in key else []
+    chain.append(LOCALE_FALLBACK)
+    return tuple(dict.fromkeys(part for part in chain if part != key))
+
+
+def parse_language(key: str, raw: object) -> Language:
+    """The optional `language` block: name, tag (BCP 47, for lang=), direction (ltr or rtl) and
+    fallback (locales to borrow missing texts from, in order)."""
+    at: KeyPath = ("language",)
+    if raw is None:
+        return Language(name=key, tag=key, fallback=default_fallback(key))
+    if not isinstance(raw, dict):
+        raise LocaleError("'language' must be a mapping with name, tag, direction and fallback",
+                          at=at)
+    direction = _string(raw, at, "direction", required=False) or "ltr"
+    if direction not in DIRECTIONS:
+        raise LocaleError("language.direction must be ltr or rtl", at=(*at, "direction"))
+    fallback_raw = raw.get("fallback", list(default_fallback(key)))
+    if not isinstance(fallback_raw, list) or not all(isinstance(x, str) for x in fallback_raw):
+        raise LocaleError("language.fallback must be a list of locale names, e.g. [hi, en-IN, en]",
+                          at=(*at, "fallback"))
+    if key != LOCALE_FALLBACK and (not fallback_raw or fallback_raw[-1] != LOCALE_FALLBACK):
+        raise LocaleError(f"language.fallback must end with {LOCALE_FALLBACK}: every text exists "
+                          "there", at=(*at, "fallback"))
+    return Language(name=_string(raw, at, "name"), tag=_string(raw, at, "tag"),
+                    direction=direction, fallback=tuple(fallback_raw))
 
 
 def _is_text_mapping(value: object) -> TypeGuard[dict[str, str]]:
@@ -151,7 +182,8 @@ def _parse_locale(key: str, path: Path, source: _Source) -> LocaleData:
     if not _is_text_mapping(booking_raw):
         raise LocaleError("'booking' must be a mapping with url and label", at=("booking",))
     return LocaleData(key=key, crisis=info, resources=resources, path=path,
-                      booking=MappingProxyType(dict(booking_raw)))
+                      booking=MappingProxyType(dict(booking_raw)),
+                      language=parse_language(key, raw.get("language")))
 
 
 def rule_problems(data: LocaleData, line_of: Callable[[KeyPath], int]) -> list[ContentProblem]:
@@ -221,11 +253,24 @@ class Locales:
         """The file names (without ".yaml") of the usable locale files, sorted."""
         return sorted({data.key for data in self._data.values()})
 
+    def chain(self, locale: str) -> tuple[str, ...]:
+        """Where a text for `locale` is looked for, in order: the locale itself, then its
+        fallbacks (hi-IN: hi-IN, hi, en-IN, en). Locales without a file stay in the chain: a
+        template folder may exist for a language that has no locale file of its own."""
+        data = self._data.get(_normalize_locale(locale))
+        fallback = data.language.fallback if data is not None else default_fallback(locale)
+        return (locale, *fallback)
+
     def find(self, locale: str) -> LocaleData:
-        """The locale's data: exact match ("en-IN"), then its language ("en"), then "en"."""
-        wanted = _normalize_locale(locale)
-        for key in (wanted, wanted.split("-", 1)[0], LOCALE_FALLBACK):
-            data = self._data.get(key)
+        """The locale's data: its own file, else the first of its fallback chain that has one
+        (a locale without a file: its language, then "en")."""
+        for key in self.chain(locale):
+            data = self._data.get(_normalize_locale(key))
             if data is not None:
                 return data
         raise LookupError(f"no locale data for {locale!r} and no {LOCALE_FALLBACK}.yaml")
+
+    def languages(self) -> dict[str, Language]:
+        """Each usable locale's language block, by locale name: what the language switch offers."""
+        return {data.key: data.language for data in sorted(self._data.values(),
+                                                           key=lambda data: data.key)}

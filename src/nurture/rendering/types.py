@@ -88,6 +88,21 @@ class CrisisInfo:
 
 
 @dataclass(frozen=True)
+class Language:
+    """How a locale is written and named: what pages and emails need so that a new locale, even a
+    right-to-left one, is a new file and no new code."""
+
+    name: str
+    """How the language names itself, for the language switch: "English", "हिन्दी"."""
+    tag: str
+    """The BCP 47 tag for `lang=` attributes: "en-IN", "hi"."""
+    direction: str = "ltr"
+    """"ltr" or "rtl", for `dir=` attributes."""
+    fallback: tuple[str, ...] = ()
+    """The locales to borrow a missing text from, in order, ending with "en"."""
+
+
+@dataclass(frozen=True)
 class LocaleData:
     key: str
     """The locale file's name without ".yaml", e.g. "en-IN"."""
@@ -96,6 +111,8 @@ class LocaleData:
     path: Path
     booking: Mapping[str, str] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
     """The consult booking link and its label (`booking: {url, label}` in the locale file)."""
+    language: Language = Language(name="English", tag="en")
+    """The `language` block: name, tag, direction and fallback chain."""
 
 
 @dataclass(frozen=True)

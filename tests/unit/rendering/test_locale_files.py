@@ -122,3 +122,45 @@ def test_the_practice_page_comes_first_and_no_crisis_service_is_a_resource() -> 
         assert "with us" in resources[0]["title"], "the practice's own page leads"
         for item in resources:
             assert not any(word in item["url"] for word in ("telemanas", "nimhans", "helpline"))
+
+
+def _locales(tmp_path: Path, files: dict[str, str]) -> Locales:
+    for name, text in files.items():
+        (tmp_path / f"{name}.yaml").write_text(text, encoding="utf-8")
+    return Locales(tmp_path)
+
+
+def test_the_language_block_gives_name_tag_direction_and_fallback(tmp_path: Path) -> None:
+    locales = _locales(tmp_path, {"en": WITH_A_LINE, "xx-RT": """\
+language:
+  name: Pseudo right-to-left
+  tag: xx
+  direction: rtl
+  fallback: [en-IN, en]
+""" + WITH_A_LINE})
+    assert not locales.problems
+    language = locales.languages()["xx-RT"]
+    assert (language.tag, language.direction) == ("xx", "rtl")
+    assert locales.chain("xx-RT") == ("xx-RT", "en-IN", "en")
+    assert locales.chain("hi-IN") == ("hi-IN", "hi", "en"), "a locale without a file: its language"
+    assert locales.find("xx-RT").key == "xx-RT"
+    assert locales.find("zz").key == "en"
+
+
+@pytest.mark.parametrize(("block", "complaint", "line"), [
+    ("language:\n  name: X\n  tag: x\n  direction: sideways\n", "ltr or rtl", 4),
+    ("language:\n  name: X\n  tag: x\n  fallback: [en-IN]\n", "must end with en", 4),
+    ("language:\n  tag: x\n", "language.name must be text", 1),
+])
+def test_a_bad_language_block_is_refused_with_its_line(tmp_path: Path, block: str,
+                                                      complaint: str, line: int) -> None:
+    locales = _locales(tmp_path, {"en": WITH_A_LINE, "xx": block + WITH_A_LINE})
+    [problem] = locales.problems
+    assert complaint in problem.message and problem.path.name == "xx.yaml"
+    assert problem.line == line
+
+
+def test_the_shipped_locales_name_their_language() -> None:
+    languages = Locales(ROOT / "templates" / "locales").languages()
+    assert languages["en"].name == "English" and languages["en"].fallback == ()
+    assert languages["en-IN"].fallback == ("en",)
