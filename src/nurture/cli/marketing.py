@@ -97,7 +97,10 @@ def cmd_timeline(settings: Settings, args: argparse.Namespace) -> int:
         from zoneinfo import ZoneInfo
 
         start = start.replace(tzinfo=ZoneInfo(persona.profile.time_zone))
-    entries = timeline(sequence, persona.profile, start=start)
+    joined_by = args.joined_by or ("confirming" if sequence.key in content.confirmation_starts
+                                   else "operator")
+    entries = timeline(sequence, persona.profile, start=start,
+                       at_confirmation=joined_by == "confirming")
     rows: list[dict[str, Any]] = []
     start_offset = start.astimezone(
         __import__("zoneinfo").ZoneInfo(persona.profile.time_zone)).utcoffset()
@@ -105,6 +108,8 @@ def cmd_timeline(settings: Settings, args: argparse.Namespace) -> int:
         notes = []
         if entry.skipped_reason:
             notes.append("skipped: " + entry.skipped_reason)
+        if entry.immediate:
+            notes.append("at once after confirming")
         if entry.moved_by_window:
             notes.append("moved into the send window")
         offset = entry.due_at_local.utcoffset()
@@ -119,7 +124,9 @@ def cmd_timeline(settings: Settings, args: argparse.Namespace) -> int:
         say(json.dumps(rows, indent=2))
         return 0
     say(f"{sequence.name} for {persona.label()} in {persona.profile.time_zone}, "
-           f"starting {start.isoformat()}")
+           f"starting {start.isoformat()}"
+        + (" by confirming their address" if joined_by == "confirming" else " (enrolled by an "
+           "operator or an import)"))
     width = max((len(r["step"]) for r in rows), default=4)
     for row in rows:
         local = row["local"] if row["sent"] else "-"
@@ -207,6 +214,11 @@ def register(commands: Commands) -> None:
     timeline.add_argument("--start", required=True, type=_local_instant,
                           help="enrollment time, e.g. 2026-03-06T20:00 (local to --time-zone)")
     timeline.add_argument("--time-zone", help="IANA zone, e.g. America/New_York")
+    timeline.add_argument("--joined-by", choices=("confirming", "operator"),
+                          help="how the person joins: by confirming their address (the default "
+                          "for sequences a confirmation starts; an immediate first step goes at "
+                          "once), or by `nurture enroll` or an import (the first step keeps the "
+                          "send window)")
     timeline.add_argument("--json", action="store_true")
     timeline.set_defaults(handler=cmd_timeline)
 

@@ -18,13 +18,16 @@ CSV_COLUMNS = ("email", "first_name", "time_zone", "hesitations")
 
 
 def new_enrollment(person: Person, content: Content, sequence_key: str, consent: ConsentRecord,
-                   now: datetime) -> NewEnrollment:
+                   now: datetime, *, at_confirmation: bool = False) -> NewEnrollment:
+    """`at_confirmation`: the person confirmed their address just now, so an `immediate` first
+    step goes at once; an operator's enroll or a CSV import is not them being there, and waits."""
     if sequence_key == "system":
         raise UnknownSequence("the 'system' sequence holds system emails; nobody can be enrolled in it")
     sequence = content.sequence(sequence_key)
     profile = Profile(time_zone=person.time_zone, hesitations=person.hesitations,
                       discreet=person.discreet, locale=person.locale)
-    plan = plan_next(sequence, profile, done_step_keys=frozenset(), anchor=now)
+    plan = plan_next(sequence, profile, done_step_keys=frozenset(), anchor=now,
+                     at_confirmation=at_confirmation)
     return NewEnrollment(email=person.email, first_name=person.first_name,
                          time_zone=person.time_zone, hesitations=person.hesitations,
                          discreet=person.discreet, locale=person.locale,

@@ -87,6 +87,9 @@ class ClaimedDelivery:
     unreadable: str | None = None
     """Why the subscriber's encrypted fields could not be read (a data key missing from
     NURTURE_DATA_KEYS); such a delivery is retried later, never sent without them."""
+    immediate: bool = False
+    """The first step, due at once after the person's own confirmation: the send window does not
+    hold it (nor its retries soon after)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ class NextDelivery:
     due_at: datetime
     skipped: tuple[tuple[str, str], ...] = ()
     """(step key, reason) of steps passed over on the way; recorded as `skipped` rows."""
+    immediate: bool = False
+    """Due at once after the person's own confirmation: sent outside the send window."""
 
 
 @dataclass(frozen=True)
