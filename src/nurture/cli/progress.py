@@ -64,9 +64,27 @@ def progress(enabled: bool = True) -> Iterator[Phases]:
     if not (enabled and on_terminal()):
         yield _Silent()
         return
-    bars = _rich_bars()
-    with bars:
+    bars, stderr = _rich_bars(), sys.stderr
+    with bars, _logs_above_the_bars(stderr):
         yield _Bars(bars)
+
+
+@contextmanager
+def _logs_above_the_bars(original: object) -> Iterator[None]:
+    """Log handlers that write to stderr write through rich's proxy while the bars are drawn, so
+    a log line is printed above them instead of tearing through them."""
+    import logging
+
+    proxy = sys.stderr  # rich has put its proxy in place of `original` by now
+    moved = [handler for handler in logging.getLogger().handlers
+             if isinstance(handler, logging.StreamHandler) and handler.stream is original]
+    for handler in moved:
+        handler.setStream(proxy)
+    try:
+        yield
+    finally:
+        for handler in moved:
+            handler.setStream(original)
 
 
 def counted(items: Iterable[T], report: Progress, total: int) -> Iterator[T]:
@@ -97,8 +115,9 @@ def _rich_bars() -> RichProgress:
             speed = task.finished_speed or task.speed
             return Text("" if speed is None else f"{speed:,.0f}/s", style="progress.data.speed")
 
-    # No redirection of stdout: a command's output must go where the person sent it.
+    # stdout is not redirected: a command's output must go where the person sent it. What is
+    # written to stderr meanwhile is printed above the bars.
     return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                     MofNCompleteColumn(), TaskProgressColumn(), RateColumn(),
                     TimeRemainingColumn(), console=Console(file=sys.stderr),
-                    redirect_stdout=False, redirect_stderr=False)
+                    redirect_stdout=False, redirect_stderr=True)
