@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence as Seq
 from datetime import datetime
 from itertools import groupby
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from nurture.store.stats import DELIVERY_COLUMNS, StepStats
 
@@ -15,8 +15,25 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from nurture.store.models import SchedulerHeartbeat
     from nurture.store.operations import QueueHealth
+
+
+class Heartbeat(Protocol):
+    """What `status` shows of a scheduler process (a row the store read)."""
+
+    @property
+    def owner(self) -> str: ...
+    @property
+    def last_tick_at(self) -> datetime: ...
+    @property
+    def ticks(self) -> int: ...
+    @property
+    def sent(self) -> int: ...
+    @property
+    def content_version(self) -> str | None: ...
+    @property
+    def stopped_at(self) -> datetime | None: ...
+
 
 BAR_WIDTH = 24
 # Eighths of a cell, so that a bar grows smoothly rather than a whole cell at a time.
@@ -90,7 +107,7 @@ def print_stats(rows: Seq[StepStats]) -> None:
         console.print(table)
 
 
-def print_status(now: datetime, processes: Seq[SchedulerHeartbeat], health: QueueHealth) -> None:
+def print_status(now: datetime, processes: Seq[Heartbeat], health: QueueHealth) -> None:
     """Scheduler processes, the queue and deliveries by status, one table each."""
     console = _console()
     table = _table("scheduler processes", "owner", "state", "last tick", "ticks", "sent",

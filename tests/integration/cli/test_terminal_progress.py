@@ -67,15 +67,15 @@ def test_csv_import(env: dict[str, str], tmp_path: Path) -> None:
 
 
 def test_rotate_keys(env: dict[str, str], tmp_path: Path) -> None:
-    _enroll(env, tmp_path, 3000)
+    _enroll(env, tmp_path, 2000)
     shown = on_terminal("db", "rotate-keys", env=env, stdout_too=False)
     assert shown.returncode == 0, shown.terminal
-    assert "re-encrypting" in shown.terminal and "3000/3000" in shown.terminal
-    assert "re-encrypted the names and answers of 3000 subscriber(s)" in shown.stdout
+    assert "re-encrypting" in shown.terminal and "2000/2000" in shown.terminal
+    assert "re-encrypted the names and answers of 2000 subscriber(s)" in shown.stdout
 
     piped = nurture("db", "rotate-keys", env=env)
     assert (piped.returncode, piped.stderr) == (0, "")
-    assert "of 3000 subscriber(s)" in piped.stdout
+    assert "of 2000 subscriber(s)" in piped.stdout
 
 
 def test_erase_many_from_a_file(env: dict[str, str], tmp_path: Path) -> None:
