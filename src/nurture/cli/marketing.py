@@ -177,6 +177,11 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         say(json.dumps([r.as_dict() for r in rows], indent=2))
         return 0
+    from nurture.cli.tables import for_a_person, print_stats
+
+    if for_a_person():
+        print_stats(rows)
+        return 0
     headers = ["sequence", "step", *DELIVERY_COLUMNS, "unsubscribed", "paused", "converted"]
     table = [[r.sequence, r.step, *(str(r.counts.get(c, 0)) for c in DELIVERY_COLUMNS),
               str(r.unsubscribed_after), str(r.paused_after), str(r.converted_after)]

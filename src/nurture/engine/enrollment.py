@@ -12,9 +12,17 @@ from nurture.content.library import Content, UnknownSequence
 from nurture.domain.model import Profile
 from nurture.domain.people import Person, PersonInvalid, make_person
 from nurture.engine.planner import plan_next
-from nurture.engine.ports import ConsentRecord, EnrollmentStore, EnrollResult, NewEnrollment
+from nurture.engine.ports import (
+    ConsentRecord,
+    EnrollmentStore,
+    EnrollResult,
+    NewEnrollment,
+    Progress,
+)
 
 CSV_COLUMNS = ("email", "first_name", "time_zone", "hesitations")
+# Rows read between two reports of progress: rare enough to cost nothing next to the checks.
+REPORT_EVERY = 1000
 
 
 def new_enrollment(person: Person, content: Content, sequence_key: str, consent: ConsentRecord,
@@ -36,9 +44,11 @@ def new_enrollment(person: Person, content: Content, sequence_key: str, consent:
 
 
 def enroll(store: EnrollmentStore, content: Content, people: list[Person], sequence_key: str,
-           consent: ConsentRecord, now: datetime) -> list[EnrollResult]:
+           consent: ConsentRecord, now: datetime,
+           progress: Progress | None = None) -> list[EnrollResult]:
+    """Plan each person's first step, then write them all in one go; `progress` hears the write."""
     items = [new_enrollment(p, content, sequence_key, consent, now) for p in people]
-    return store.enroll(items, now=now)
+    return store.enroll(items, now=now, progress=progress)
 
 
 @dataclass(frozen=True)
@@ -47,9 +57,13 @@ class RowError:
     message: str
 
 
-def read_people_csv(path: Path) -> tuple[list[Person], list[RowError]]:
-    """Valid people and one error per rejected row; line numbers count the header as line 1."""
+def read_people_csv(path: Path,
+                    progress: Progress | None = None) -> tuple[list[Person], list[RowError]]:
+    """Valid people and one error per rejected row; line numbers count the header as line 1.
+    `progress` counts rows against the lines of the file (a quoted line break makes that total
+    a little high until the last report, which gives the true count)."""
     text = path.read_text(encoding="utf-8-sig")
+    lines = max(text.count("\n") + (0 if text.endswith("\n") else 1) - 1, 0)
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in ("email",) if c not in (reader.fieldnames or [])]
     if missing:
@@ -58,7 +72,9 @@ def read_people_csv(path: Path) -> tuple[list[Person], list[RowError]]:
     people: list[Person] = []
     errors: list[RowError] = []
     seen: set[str] = set()
-    for row in reader:
+    for rows, row in enumerate(reader, start=1):
+        if progress is not None and rows % REPORT_EVERY == 0:
+            progress(rows, max(lines, rows))
         line = reader.line_num
         try:
             person = make_person(
@@ -75,4 +91,7 @@ def read_people_csv(path: Path) -> tuple[list[Person], list[RowError]]:
             continue
         seen.add(person.email)
         people.append(person)
+    if progress is not None:
+        done = len(people) + len(errors)
+        progress(done, done)
     return people, errors
