@@ -16,7 +16,7 @@ from nurture.store.models import Subscriber
 from nurture.store.rotation import rotate_data_keys
 from nurture.store.sql.enrollments import SLICE
 from nurture.store.sql.store import SqlStore
-from tests.integration.cli.terminal import write_csv
+from tests.support.cli import write_csv
 from tests.support.clock import T0
 
 

@@ -18,9 +18,9 @@ from sqlalchemy import func, select, update
 from nurture.clock import parse_instant
 from nurture.store.database import make_engine
 from nurture.store.models import Subscriber
-from tests.integration.cli.terminal import on_terminal, write_csv
-from tests.support.cli import clean_env, nurture
+from tests.support.cli import clean_env, nurture, write_csv
 from tests.support.paths import ROOT
+from tests.support.terminal import on_terminal
 
 NOW = "2026-03-02T10:00:00Z"
 # What a rich bar is drawn with; none of it may reach a pipe.

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.cli.terminal import on_terminal
 from tests.support.cli import clean_env, nurture
 from tests.support.paths import ROOT
 from tests.support.smtp import RecordingSmtpServer
+from tests.support.terminal import on_terminal
 
 # Colour and cursor codes, for reading the terminal's text as a person sees it.
 _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
