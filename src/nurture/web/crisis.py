@@ -33,9 +33,11 @@ FALLBACK_CRISIS: Final = CrisisInfo(
 
 def load_crisis(templates_dir: Path, locale: str) -> CrisisInfo:
     """Crisis resources from templates/locales/<locale>.yaml: the exact locale, then its language,
-    then "en", then a built-in text. `locale` must have a locale file: it becomes a file name."""
-    locale = valid_locale(locale) or "en"
-    candidates = [locale, locale.lower(), locale.split("-", 1)[0], "en"]
+    then "en", then a built-in text."""
+    # Only names of files that exist: a locale from a form or a link never becomes a path.
+    known = {path.stem for path in (templates_dir / "locales").glob("*.yaml")}
+    candidates = [key for key in (locale, locale.lower(), locale.split("-", 1)[0], "en")
+                  if key in known]
     for key in dict.fromkeys(candidates):
         path = templates_dir / "locales" / f"{key}.yaml"
         try:

@@ -27,13 +27,16 @@ log = logging.getLogger(__name__)
 DOMAIN: Final = "messages"
 TRANSLATIONS_DIR: Final = "translations"
 ENGLISH: Final = Language(name="English", tag="en")
+# Bare "en" speaks to the whole world: CLDR's world English writes "Wednesday, 1 April 2026", not
+# the United States' "Wednesday, April 1, 2026".
+BABEL_NAMES: Final[dict[str, str]] = {"en": "en_001"}
 
 
 def _babel_locale(*candidates: str) -> Locale:
     """The first candidate Babel knows ("hi-IN", then its tag "hi"), else English."""
     for candidate in candidates:
         try:
-            return Locale.parse(candidate.replace("-", "_"))
+            return Locale.parse(BABEL_NAMES.get(candidate, candidate).replace("-", "_"))
         except (ValueError, UnknownLocaleError):
             continue
     return Locale("en")
@@ -160,4 +163,4 @@ class _Chain(gettext.NullTranslations):
 
 
 DEFAULT_SPEECH: Final = Speech(locale=LOCALE_FALLBACK, language=ENGLISH,
-                               translations=gettext.NullTranslations(), babel=Locale("en"))
+                               translations=gettext.NullTranslations(), babel=_babel_locale("en"))
