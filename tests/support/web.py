@@ -60,9 +60,10 @@ def sequences_dir(tmp_path: Path) -> Path:
     return directory
 
 
-def web_settings(database_url: str, tmp_path: Path) -> Settings:
+def web_settings(database_url: str, tmp_path: Path, templates_dir: Path | None = None) -> Settings:
     return Settings(database_url=database_url, secret_key=SECRET, base_url="http://testserver",
-                    sequences_dir=sequences_dir(tmp_path), templates_dir=ROOT / "templates",
+                    sequences_dir=sequences_dir(tmp_path),
+                    templates_dir=templates_dir or ROOT / "templates",
                     sender="Nurture <hello@nurture.test>")
 
 
@@ -149,8 +150,8 @@ class Web:
 
 
 def build_web(database_url: str, engine: Engine, tmp_path: Path,
-              options: WebOptions | None = None) -> Web:
-    settings = web_settings(database_url, tmp_path)
+              options: WebOptions | None = None, templates_dir: Path | None = None) -> Web:
+    settings = web_settings(database_url, tmp_path, templates_dir)
     content = ContentHolder(settings.sequences_dir, settings.templates_dir)
     clock = Clock()
     runtime = Runtime(settings=settings, engine=engine, store=SqlStore(engine), content=content)

@@ -24,7 +24,7 @@ from nurture.web.forms import (
     SignupRequest,
     check_signup,
 )
-from nurture.web.locale import crisis_locale
+from nurture.web.locale import crisis_locale, locale_keys
 from nurture.web.signup import take_signup
 
 router = APIRouter()
@@ -78,9 +78,11 @@ async def api_signup(body: SignupRequest, web: Web, caller: Caller, limit: Signu
         return JSONResponse({"detail": "Too many signups; please try again later."},
                             status_code=429, headers={"Retry-After": str(int(retry) + 1)})
     if check.errors:
+        # A program reads this: the locales it may send come with the message.
+        known = {"locale": f" Known locales: {', '.join(locale_keys())}."}
         return JSONResponse({"detail": [
-            {"loc": ["body", "unsafe" if name == "safety" else name], "msg": message,
-             "type": "value_error"}
+            {"loc": ["body", "unsafe" if name == "safety" else name],
+             "msg": message + known.get(name, ""), "type": "value_error"}
             for name, message in check.errors.items()
         ]}, status_code=422)
     await take_signup(web, check, caller.consent("signup", web.api_source,

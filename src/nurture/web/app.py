@@ -22,7 +22,7 @@ from nurture.web.admin.auth import AdminOptions
 from nurture.web.admin.router import install_admin
 from nurture.web.context import build_context
 from nurture.web.dependencies import Refused, context_of
-from nurture.web.locale import LocaleMiddleware
+from nurture.web.locale import LocaleMiddleware, _
 from nurture.web.options import WebOptions
 from nurture.web.replies import message_page
 from nurture.web.security import ApiCors, SecurityMiddleware
@@ -53,7 +53,7 @@ def create_app(
     )
     app.state.web = web
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_middleware(LocaleMiddleware)
+    app.add_middleware(LocaleMiddleware, languages=web.languages)
     app.add_middleware(ApiCors, origins=options.cors_origins)
     app.add_middleware(SecurityMiddleware)
     app.exception_handler(Refused)(refused)
@@ -78,8 +78,8 @@ async def http_error(request: Request, error: StarletteHTTPException) -> Respons
                             headers=error.headers)
     web = context_of(request)
     if error.status_code == 405:
-        return message_page(web, 405, "This page can't do that",
-                            "Please use the buttons on the page.", link="/",
-                            link_text="Go to the start page")
-    return message_page(web, 404, "Page not found", "There is no page at this address.",
-                        link="/", link_text="Go to the start page")
+        return message_page(web, 405, _("This page can't do that"),
+                            _("Please use the buttons on the page."), link="/",
+                            link_text=_("Go to the start page"))
+    return message_page(web, 404, _("Page not found"), _("There is no page at this address."),
+                        link="/", link_text=_("Go to the start page"))

@@ -1,6 +1,7 @@
 """The public app's shared state in one typed object, built once by create_app and kept on app.state:
-settings, runtime, account store, enroller, token signer, CSRF guard, client address, limits, pages;
-and the locale data the pages read (footer framing, crisis help, the free call)."""
+settings, runtime, account store, enroller, token signer, CSRF guard, client address, limits, pages
+and the languages they speak; and the locale data the pages read (footer framing, crisis help, the
+free call)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from nurture.rendering.types import LocaleData
 from nurture.services.runtime import Runtime
 from nurture.store.accounts.store import AccountStore
 from nurture.web.enroller import Enroller
+from nurture.web.languages import Languages
 from nurture.web.options import WebOptions
 from nurture.web.pages import Pages
 from nurture.web.security import ClientAddress, CsrfGuard, SignupLimits
@@ -34,6 +36,7 @@ class WebContext:
     client_ip: ClientAddress
     limits: SignupLimits
     pages: Pages
+    languages: Languages
     clock: Callable[[], datetime]
 
     @property
@@ -70,12 +73,13 @@ def build_context(settings: Settings, runtime: Runtime, options: WebOptions,
         data = locale_data(runtime, locale)
         return data.crisis.framing if data is not None else ""
 
+    languages = Languages(settings.templates_dir)
     pages = Pages(settings.templates_dir / "pages", {
         "site_name": parseaddr(settings.sender)[0] or "Nurture",
         "postal_address": settings.postal_address,
         "confirm_days": confirm_days(options),
         "resend_minutes": max(1, options.resend_interval_seconds // 60),
-    }, framing=framing)
+    }, framing=framing, languages=languages)
     return WebContext(
         settings=settings,
         options=options,
@@ -88,5 +92,6 @@ def build_context(settings: Settings, runtime: Runtime, options: WebOptions,
         limits=SignupLimits.per_hour(options.signup_per_ip_per_hour,
                                      options.signup_per_address_per_hour),
         pages=pages,
+        languages=languages,
         clock=clock,
     )

@@ -16,7 +16,6 @@ from nurture.rendering.locales import LocaleError, parse_crisis
 from nurture.rendering.types import CrisisInfo
 from nurture.web.context import WebContext
 from nurture.web.dependencies import Web
-from nurture.web.forms import LOCALES
 from nurture.web.locale import request_locale, valid_locale
 
 log = logging.getLogger(__name__)
@@ -34,10 +33,11 @@ FALLBACK_CRISIS: Final = CrisisInfo(
 
 def load_crisis(templates_dir: Path, locale: str) -> CrisisInfo:
     """Crisis resources from templates/locales/<locale>.yaml: the exact locale, then its language,
-    then "en", then a built-in text. `locale` must be one of LOCALES: it becomes a file name."""
-    if locale not in LOCALES:
-        locale = "en"
-    candidates = [locale, locale.lower(), locale.split("-", 1)[0], "en"]
+    then "en", then a built-in text."""
+    # Only names of files that exist: a locale from a form or a link never becomes a path.
+    known = {path.stem for path in (templates_dir / "locales").glob("*.yaml")}
+    candidates = [key for key in (locale, locale.lower(), locale.split("-", 1)[0], "en")
+                  if key in known]
     for key in dict.fromkeys(candidates):
         path = templates_dir / "locales" / f"{key}.yaml"
         try:
@@ -54,7 +54,9 @@ def load_crisis(templates_dir: Path, locale: str) -> CrisisInfo:
 
 def crisis_page(web: WebContext, locale: str, *, after_signup: bool) -> HTMLResponse:
     crisis = load_crisis(web.settings.templates_dir, locale)
-    return web.pages.render("crisis.html", crisis=crisis, after_signup=after_signup, lang=locale)
+    # The language switch of a signup's answer leads to /help: the form's page would be the wrong one.
+    return web.pages.render("crisis.html", crisis=crisis, after_signup=after_signup, lang=locale,
+                            switch_path="/help")
 
 
 @router.api_route("/help", methods=["GET", "HEAD"], response_class=HTMLResponse)

@@ -1,5 +1,5 @@
-"""What people submit, turned into validated values or one plain error message per field; also the
-JSON API's request and response models."""
+"""What people submit, turned into validated values or one plain error message per field (in the
+page's language); also the JSON API's request and response models."""
 
 from __future__ import annotations
 
@@ -24,10 +24,12 @@ from nurture.domain.people import (
     normalize_email,
 )
 from nurture.domain.reasons import REASONS
+from nurture.web.locale import N_, _, locale_keys, speech
 
 # The exact words shown next to the consent checkbox. Changing them means a new form version
 # (WebOptions.form_version): each consent record stores the sha256 of the text the person saw.
-CONSENT_TEXT: Final = (
+# The text is marked for the catalog: a translation is a new text, and its own sha256 is recorded.
+CONSENT_TEXT: Final = N_(
     "I am 18 or older. I would like to receive a short series of emails about couples therapy and "
     "a hesitant partner. I understand that my address, my answers and a record of this agreement "
     "(time, IP address and browser) are kept to send them, that I can pause or unsubscribe with "
@@ -35,7 +37,8 @@ CONSENT_TEXT: Final = (
 )
 CONSENT_TEXT_SHA256: Final = hashlib.sha256(CONSENT_TEXT.encode("utf-8")).hexdigest()
 
-SAFETY_QUESTION: Final = "Do you feel unsafe with your partner, or are you in crisis right now?"
+SAFETY_QUESTION: Final = N_("Do you feel unsafe with your partner, or are you in crisis right now?")
+# Only the admin's persona chooser still reads this list; the public pages offer every locale file.
 LOCALES: Final[dict[str, str]] = {"en": "English", "en-IN": "English (India)"}
 HONEYPOT_FIELD: Final = "website"
 # Far above any real value; stops a huge paste before the slower checks run on it.
@@ -43,19 +46,55 @@ MAX_RAW_LENGTH: Final = 1000
 MAX_PAUSE_DAYS: Final = 366
 PAUSE_CHOICES: Final[dict[str, timedelta]] = {"2w": timedelta(weeks=2), "1m": timedelta(days=30)}
 
+# The English texts are the msgids; message() shows them in the page's language.
 MESSAGES: Final[dict[str, str]] = {
-    "email_missing": "Please enter your email address.",
-    "email_long": f"This address is too long ({MAX_EMAIL_LENGTH} characters at most).",
-    "one_line": "Please use one line, without line breaks or special characters.",
-    "name_long": f"Please use {MAX_NAME_LENGTH} characters or fewer.",
-    "reasons": "Please choose from the options shown.",
-    "time_zone": "Please enter a time zone such as Europe/London or Asia/Kolkata, or leave UTC.",
-    "locale": "Please choose a language from the list.",
-    "consent": "To sign up, please confirm that you are 18 or older and agree to these emails.",
-    "safety": "Please answer this question. It helps us check that these emails are right for you.",
-    "pause_choice": "Please choose how long to pause for.",
-    "pause_date": "Please choose a date in the coming year, after today.",
+    "email_missing": N_("Please enter your email address."),
+    "email_long": N_("This address is too long (%(count)s characters at most)."),
+    "email_check": N_("Please check your email address."),
+    "one_line": N_("Please use one line, without line breaks or special characters."),
+    "name_long": N_("Please use %(count)s characters or fewer."),
+    "reasons": N_("Please choose from the options shown."),
+    "time_zone": N_("Please enter a time zone such as Europe/London or Asia/Kolkata, or leave UTC."),
+    "locale": N_("Please choose a language from the list."),
+    "consent": N_("To sign up, please confirm that you are 18 or older and agree to these emails."),
+    "safety": N_("Please answer this question. It helps us check that these emails are right for "
+                 "you."),
+    "pause_choice": N_("Please choose how long to pause for."),
+    "pause_date": N_("Please choose a date in the coming year, after today."),
 }
+_COUNTS: Final[dict[str, int]] = {"email_long": MAX_EMAIL_LENGTH, "name_long": MAX_NAME_LENGTH}
+
+# The labels of nurture.domain.reasons, marked for the catalog (a test keeps the two the same).
+REASON_LABELS: Final[dict[str, str]] = {
+    "stigma": N_("Therapy feels like it is only for serious problems"),
+    "fear_of_blame": N_("Worried they will be blamed"),
+    "ganged_up_on": N_("Worried the therapist and I will gang up on them"),
+    "unfamiliar": N_("Not sure what therapy actually involves"),
+    "vulnerability": N_("Uncomfortable opening up in front of a stranger"),
+    "not_that_bad": N_("Feels things are not that bad"),
+    "bad_past_experience": N_("Had a bad experience with therapy before"),
+    "cultural_messages": N_("Grew up with messages that you handle things yourself"),
+    "shame": N_("Feels ashamed or embarrassed that we need help"),
+    "overwhelm": N_("Feels it would be too much to take on right now"),
+    "avoiding_conflict": N_("Avoids conflict, and worries it would stir things up"),
+    "not_sure": N_("I am not sure"),
+}
+
+
+def message(name: str) -> str:
+    """The error message `name` in the page's language, its numbers filled in."""
+    text = _(MESSAGES[name])
+    return text % {"count": _COUNTS[name]} if name in _COUNTS else text
+
+
+def reason_labels() -> dict[str, str]:
+    """Each reason's label in the page's language, in the order of nurture.domain.reasons."""
+    return {key: _(REASON_LABELS.get(key, label)) for key, label in REASONS.items()}
+
+
+def consent_sha256(text: str) -> str:
+    """What a consent record stores: the sha256 of the consent text as the person saw it."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -119,18 +158,18 @@ def check_signup(values: SignupValues) -> SignupCheck:
     hesitations = check_answers(values.hesitations, errors)
     time_zone = values.time_zone.strip() or "UTC"
     if len(time_zone) > 64 or _has_control(time_zone):
-        errors["time_zone"] = MESSAGES["time_zone"]
+        errors["time_zone"] = message("time_zone")
     else:
         try:
             time_zone = check_time_zone(time_zone)
         except PersonInvalid:
-            errors["time_zone"] = MESSAGES["time_zone"]
-    if values.locale not in LOCALES:
-        errors["locale"] = MESSAGES["locale"]
+            errors["time_zone"] = message("time_zone")
+    if values.locale not in locale_keys():
+        errors["locale"] = message("locale")
     if not values.consent:
-        errors["consent"] = MESSAGES["consent"]
+        errors["consent"] = message("consent")
     if values.safety not in ("yes", "no"):
-        errors["safety"] = MESSAGES["safety"]
+        errors["safety"] = message("safety")
     if errors or email is None:
         return SignupCheck(values=values, person=None, errors=errors)
     person = Person(email=email, first_name=first_name, time_zone=time_zone,
@@ -140,47 +179,50 @@ def check_signup(values: SignupValues) -> SignupCheck:
 
 def _check_email(raw: str, errors: dict[str, str]) -> str | None:
     if not raw.strip():
-        errors["email"] = MESSAGES["email_missing"]
+        errors["email"] = message("email_missing")
         return None
     if len(raw) > MAX_RAW_LENGTH:
-        errors["email"] = MESSAGES["email_long"]
+        errors["email"] = message("email_long")
         return None
     # Checked before any trimming: a line break anywhere means the value was made, not typed.
     if _has_control(raw):
-        errors["email"] = MESSAGES["one_line"]
+        errors["email"] = message("one_line")
         return None
     try:
         return normalize_email(raw)
     except PersonInvalid as error:
         detail = str(error).removeprefix("email: ")
-        errors["email"] = (MESSAGES["email_long"] if "longer than" in detail
-                           else f"Please check your email address. {detail}")
+        # The validator's detail is English: other languages show the plain request alone.
+        english = speech().babel.language == "en"
+        errors["email"] = (message("email_long") if "longer than" in detail
+                           else f"{message('email_check')} {detail}" if english
+                           else message("email_check"))
         return None
 
 
 def _check_first_name(raw: str, errors: dict[str, str]) -> str | None:
     if len(raw) > MAX_RAW_LENGTH:
-        errors["first_name"] = MESSAGES["name_long"]
+        errors["first_name"] = message("name_long")
         return None
     if _has_control(raw):
-        errors["first_name"] = MESSAGES["one_line"]
+        errors["first_name"] = message("one_line")
         return None
     try:
         return clean_first_name(raw)
     except PersonInvalid as error:
-        errors["first_name"] = (MESSAGES["name_long"] if "longer than" in str(error)
-                                else MESSAGES["one_line"])
+        errors["first_name"] = (message("name_long") if "longer than" in str(error)
+                                else message("one_line"))
         return None
 
 
 def check_answers(raw: tuple[str, ...] | list[str], errors: dict[str, str]) -> frozenset[str]:
     if len(raw) > len(REASONS):
-        errors["hesitations"] = MESSAGES["reasons"]
+        errors["hesitations"] = message("reasons")
         return frozenset()
     try:
         return check_hesitations(value[:100] for value in raw)
     except PersonInvalid:
-        errors["hesitations"] = MESSAGES["reasons"]
+        errors["hesitations"] = message("reasons")
         return frozenset()
 
 
@@ -192,15 +234,15 @@ def pause_until(form: FormData, *, now: datetime, time_zone: str) -> tuple[datet
     if choice in PAUSE_CHOICES:
         return now + PAUSE_CHOICES[choice], ""
     if choice != "date":
-        return None, MESSAGES["pause_choice"]
+        return None, message("pause_choice")
     try:
         day = date.fromisoformat(_text(form, "until")[:10])
     except ValueError:
-        return None, MESSAGES["pause_date"]
+        return None, message("pause_date")
     zone = ZoneInfo(time_zone)
     today = now.astimezone(zone).date()
     if not today < day <= today + timedelta(days=MAX_PAUSE_DAYS):
-        return None, MESSAGES["pause_date"]
+        return None, message("pause_date")
     return datetime.combine(day, time(0, 0), tzinfo=zone).astimezone(UTC), ""
 
 
@@ -219,7 +261,8 @@ class SignupRequest(BaseModel):
         description="What seems to hold the partner back; keys: " + ", ".join(REASONS))
     time_zone: str = Field(default="UTC", max_length=64, description="An IANA time zone name.",
                            examples=["Europe/London"])
-    locale: Literal["en", "en-IN"] = "en"
+    locale: str = Field(default="en", max_length=35, examples=["en-IN"],
+                        description="A locale with a file in templates/locales: en, en-IN, hi-IN...")
     discreet: bool = Field(default=False, description="Neutral subjects and sender name.")
     consent: bool = Field(description="Must be true: the person is 18 or older and agreed to "
                           f"this text, shown to them word for word: \"{CONSENT_TEXT}\"")

@@ -30,7 +30,7 @@ from nurture.web.dependencies import (
     UnsubscribeToken,
     Web,
 )
-from nurture.web.locale import use_locale
+from nurture.web.locale import _, use_locale
 from nurture.web.replies import forbidden, form_page, gone, message_page
 
 log = logging.getLogger(__name__)
@@ -70,16 +70,16 @@ async def confirm(subscriber: ConfirmToken, form: CheckedForm, web: Web, caller:
         outcome = await run_in_threadpool(web.accounts.confirm, subscriber, now=now, plan=plan)
     except (UnknownSequence, ContentInvalid):
         log.exception("confirmation could not enroll")
-        return message_page(web, 503, "We couldn't finish just now",
-                            "Your address is not confirmed yet. Please try the link again in "
-                            "a little while.")
+        return message_page(web, 503, _("We couldn't finish just now"),
+                            _("Your address is not confirmed yet. Please try the link again in "
+                              "a little while."))
     if outcome is ConfirmOutcome.NOT_FOUND:
         return gone(web)
     if outcome is ConfirmOutcome.REFUSED:
-        return message_page(web, 409, "This link can't be used any more",
-                            "This address has left the list since the link was sent. If you'd "
-                            "like the emails again, please sign up again.", link="/",
-                            link_text="Sign up again")
+        return message_page(web, 409, _("This link can't be used any more"),
+                            _("This address has left the list since the link was sent. If you'd "
+                              "like the emails again, please sign up again."), link="/",
+                            link_text=_("Sign up again"))
     first = planned[-1].first_delivery if planned and outcome is ConfirmOutcome.CONFIRMED else None
     # What the page promises follows the plan: due now (an immediate first step, or inside the
     # window), later in the person's daytime, or nothing new (confirmed before).

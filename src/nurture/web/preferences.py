@@ -16,13 +16,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from nurture.domain.reasons import REASONS
 from nurture.engine.ports import SubscriberStatus
 from nurture.store.accounts.types import Account
 from nurture.web.context import WebContext
 from nurture.web.dependencies import Caller, CheckedForm, Client, PreferencesToken, Web
-from nurture.web.forms import LOCALES, MESSAGES, check_answers, pause_until
-from nurture.web.locale import use_locale, valid_locale
+from nurture.web.forms import check_answers, message, pause_until, reason_labels
+from nurture.web.locale import _, choose_locale, lang_cookie, speech, use_locale, valid_locale
 from nurture.web.replies import form_page, gone
 
 router = APIRouter(include_in_schema=False)
@@ -34,8 +33,8 @@ def _mask_email(email: str) -> str:
 
 
 def _local_day(moment: datetime, time_zone: str) -> str:
-    local = moment.astimezone(ZoneInfo(time_zone))
-    return f"{local:%A} {local.day} {local:%B %Y}"
+    """The day in the subscriber's time zone, as the page's language writes a date."""
+    return speech().date(moment.astimezone(ZoneInfo(time_zone)).date())
 
 
 def preferences_page(web: WebContext, request: Request, account: Account, token: str, *,
@@ -52,8 +51,8 @@ def preferences_page(web: WebContext, request: Request, account: Account, token:
         pending=account.status is SubscriberStatus.PENDING,
         has_enrollment=bool(account.enrollments), is_paused=account.is_paused,
         paused_until=_local_day(paused_until, account.time_zone) if paused_until else "",
-        reasons=REASONS, chosen=account.hesitations, notice=notice, errors=errors or {},
-        locales=LOCALES,
+        reasons=reason_labels(), chosen=account.hesitations, notice=notice, errors=errors or {},
+        locales=web.languages.names(),
         # Discreet mode: the page names the neutral sender too, in case someone sees the screen.
         **({"site_name": web.settings.discreet_sender_name} if account.discreet else {}),
         min_date=(today + timedelta(days=1)).isoformat(),
@@ -93,16 +92,17 @@ async def pause(change: Change) -> Response | str:
         change.web.accounts.pause, change.subscriber, until=until,
         consent=change.caller.consent("pause", "preferences"), now=change.now)
     if not count:
-        return "There is nothing to pause at the moment."
-    return (f"Paused until {_local_day(until, time_zone)}. The emails start again by themselves "
-            "after that.")
+        return _("There is nothing to pause at the moment.")
+    return (_("Paused until %(date)s. The emails start again by themselves after that.")
+            % {"date": _local_day(until, time_zone)})
 
 
 async def resume(change: Change) -> Response | str:
     count = await run_in_threadpool(
         change.web.accounts.resume, change.subscriber,
         consent=change.caller.consent("resume", "preferences"), now=change.now)
-    return "Welcome back: your emails are on again." if count else "Your emails were not paused."
+    return (_("Welcome back: your emails are on again.") if count
+            else _("Your emails were not paused."))
 
 
 async def answers(change: Change) -> Response | str:
@@ -113,24 +113,26 @@ async def answers(change: Change) -> Response | str:
         return change.refused(errors)
     await run_in_threadpool(change.web.accounts.update_answers, change.subscriber, chosen,
                             now=change.now)
-    return "Thank you. Your answers are updated."
+    return _("Thank you. Your answers are updated.")
 
 
 async def discreet(change: Change) -> Response | str:
     on = change.form.get("discreet") == "yes"
     await run_in_threadpool(change.web.accounts.set_discreet, change.subscriber, on, now=change.now)
-    return ("Discreet mode is on: subjects and the sender name stay neutral." if on
-            else "Discreet mode is off.")
+    return (_("Discreet mode is on: subjects and the sender name stay neutral.") if on
+            else _("Discreet mode is off."))
 
 
 async def change_locale(change: Change) -> Response | str:
     chosen = valid_locale(change.form.get("locale"))
     if chosen is None:
-        return change.refused({"locale": MESSAGES["locale"]})
+        return change.refused({"locale": message("locale")})
     await run_in_threadpool(change.web.accounts.set_locale, change.subscriber, chosen,
                             now=change.now)
-    use_locale(chosen)
-    return f"Saved: {LOCALES[chosen]}. Your next emails show its helplines and links."
+    # The page answers in the new language at once, and this browser keeps it (lang_cookie below).
+    choose_locale(chosen)
+    return (_("Saved: %(language)s. Your next emails are in this language and show its helplines "
+              "and links.") % {"language": change.web.languages.names()[chosen]})
 
 
 async def unsubscribe(change: Change) -> Response | str:
@@ -150,7 +152,7 @@ async def export(change: Change) -> Response | str:
 async def erase(change: Change) -> Response | str:
     if change.form.get("confirm_erase") != "yes":
         return change.refused(
-            {"erase": "Please tick the box to confirm that you want everything erased."})
+            {"erase": _("Please tick the box to confirm that you want everything erased.")})
     await run_in_threadpool(change.web.accounts.erase, change.subscriber, now=change.now)
     return change.web.pages.render("unsubscribed.html", erased=True)
 
@@ -176,11 +178,12 @@ async def preferences(request: Request, token: str, subscriber: PreferencesToken
     account = await run_in_threadpool(web.accounts.account, subscriber)
     if account is None:
         return gone(web)
+    use_locale(account.locale)  # before the action: its notice speaks the page's language
     name = form.get("action")
     action = ACTIONS.get(name) if isinstance(name, str) else None
     if action is None:
         return preferences_page(web, request, account, token, status=422,
-                                notice="Please choose one of the buttons on this page.")
+                                notice=_("Please choose one of the buttons on this page."))
     answer = await action(Change(web=web, request=request, token=token, subscriber=subscriber,
                                  account=account, form=form, caller=caller, now=web.clock()))
     if isinstance(answer, Response):
@@ -188,7 +191,10 @@ async def preferences(request: Request, token: str, subscriber: PreferencesToken
     updated = await run_in_threadpool(web.accounts.account, subscriber)
     if updated is None:
         return gone(web)
-    return preferences_page(web, request, updated, token, notice=answer)
+    page = preferences_page(web, request, updated, token, notice=answer)
+    if name == "locale" and valid_locale(updated.locale) is not None:
+        page.headers.append("set-cookie", lang_cookie(updated.locale).decode("latin-1"))
+    return page
 
 
 # -- the emails' one-click link to discreet mode ------------------------------------------------

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 from starlette.requests import Request
 
 from nurture.web.context import WebContext, confirm_days
+from nurture.web.locale import _, ngettext
 from nurture.web.security import CSRF_FIELD
 
 
@@ -29,36 +30,43 @@ def form_page(web: WebContext, request: Request, name: str, *, status: int = 200
 
 
 def bad_link(web: WebContext) -> HTMLResponse:
-    return message_page(web, 400, "This link doesn't work",
-                        "It may have been cut short when it was copied. Please open it again "
-                        "from the email, or copy the whole link into your browser.")
+    return message_page(web, 400, _("This link doesn't work"),
+                        _("It may have been cut short when it was copied. Please open it again "
+                          "from the email, or copy the whole link into your browser."))
 
 
 def expired_link(web: WebContext) -> HTMLResponse:
-    return message_page(web, 410, "This link has expired",
-                        f"Confirmation links work for {confirm_days(web.options)} days. Please sign "
-                        "up again and we'll send you a fresh one.", link="/",
-                        link_text="Sign up again")
+    days = confirm_days(web.options)
+    return message_page(web, 410, _("This link has expired"),
+                        ngettext("Confirmation links work for %(count)s day. Please sign up again "
+                                 "and we'll send you a fresh one.",
+                                 "Confirmation links work for %(count)s days. Please sign up again "
+                                 "and we'll send you a fresh one.", days) % {"count": days},
+                        link="/", link_text=_("Sign up again"))
 
 
 def expired_quiet_link(web: WebContext) -> HTMLResponse:
     months = max(1, web.options.quiet_link_max_age_seconds // (30 * 86400))
-    return message_page(web, 410, "This link is from an older email",
-                        f"These links work for about {months} months after an email is sent, so "
-                        "nothing has changed. The same links in a more recent email still work.")
+    return message_page(web, 410, _("This link is from an older email"),
+                        ngettext("These links work for about %(count)s month after an email is "
+                                 "sent, so nothing has changed. The same links in a more recent "
+                                 "email still work.",
+                                 "These links work for about %(count)s months after an email is "
+                                 "sent, so nothing has changed. The same links in a more recent "
+                                 "email still work.", months) % {"count": months})
 
 
 def forbidden(web: WebContext) -> HTMLResponse:
-    return message_page(web, 403, "Please try again",
-                        "This form was open for a long time, or your browser didn't send back "
-                        "a cookie this site needs to keep the form safe. Please go back, "
-                        "reload the page and send it again.")
+    return message_page(web, 403, _("Please try again"),
+                        _("This form was open for a long time, or your browser didn't send back "
+                          "a cookie this site needs to keep the form safe. Please go back, "
+                          "reload the page and send it again."))
 
 
 def gone(web: WebContext) -> HTMLResponse:
-    return message_page(web, 404, "There's nothing here any more",
-                        "We don't hold any details for this link. If you erased your data, "
-                        "that is why: it's gone.", link="/", link_text="Go to the start page")
+    return message_page(web, 404, _("There's nothing here any more"),
+                        _("We don't hold any details for this link. If you erased your data, "
+                          "that is why: it's gone."), link="/", link_text=_("Go to the start page"))
 
 
 def rate_limited(web: WebContext, retry_after: float) -> HTMLResponse:

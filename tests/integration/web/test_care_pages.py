@@ -51,7 +51,7 @@ def test_a_person_in_india_who_left_english_chosen_sees_indias_helplines(web: We
     answer = web.signup(safety="yes", locale="en", time_zone="Asia/Kolkata")
     assert answer.status_code == 200
     page = text(answer)
-    assert '<html lang="en-IN">' in answer.text
+    assert '<html lang="en-IN" dir="ltr">' in answer.text
     for number in ("112", "14490 or 7827170170", "181", "14416 or 1-800-891-4416"):
         assert number in page
     assert FRAMING_IN in page
@@ -91,13 +91,13 @@ def test_pages_behind_a_link_speak_for_the_subscribers_locale(web: Web) -> None:
     web.signup(locale="en-IN")
     browser = web.browser()
     confirm = browser.get(f"/confirm/{web.token('confirm')}", headers=ENGLAND)
-    assert '<html lang="en-IN">' in confirm.text and FRAMING_IN in text(confirm)
+    assert '<html lang="en-IN" dir="ltr">' in confirm.text and FRAMING_IN in text(confirm)
     web.confirm()
     for path in (f"/p/{web.token('preferences')}", f"/u/{web.token('unsubscribe')}",
                  f"/p/{web.token('preferences')}/discreet", f"/booked/{web.token('booked')}"):
         page = browser.get(path, headers=ENGLAND)
         assert page.status_code == 200, path
-        assert '<html lang="en-IN">' in page.text and FRAMING_IN in text(page), path
+        assert '<html lang="en-IN" dir="ltr">' in page.text and FRAMING_IN in text(page), path
 
 
 def test_the_locale_can_be_changed_on_the_preferences_page(web: Web) -> None:
@@ -107,7 +107,7 @@ def test_the_locale_can_be_changed_on_the_preferences_page(web: Web) -> None:
     changed = web.preferences("locale", locale="en-IN")
     assert changed.status_code == 200
     assert "Saved: English (India)" in text(changed)
-    assert '<html lang="en-IN">' in changed.text
+    assert '<html lang="en-IN" dir="ltr">' in changed.text
     assert subscriber_row(web.engine).locale == "en-IN"
     refused = web.preferences("locale", locale="fr")
     assert refused.status_code == 422

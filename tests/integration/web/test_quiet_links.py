@@ -118,7 +118,7 @@ def test_the_link_shows_a_button_then_records_the_event_and_thanks(web: Web, lin
     assert shown.status_code == 200
     assert f">{link.button}</button>" in text(shown)
     assert shown.text.count("<form") == 1 and f'action="{path}"' in shown.text
-    assert '<html lang="en-IN">' in shown.text, "the subscriber's own locale"
+    assert '<html lang="en-IN" dir="ltr">' in shown.text, "the subscriber's own locale"
     assert browser.request("HEAD", path).status_code == 200
     assert _enrollments(web.engine) == {"sample": ("active", None)}, "a GET changes nothing"
 

@@ -262,7 +262,7 @@ def test_pause_until_a_date_starts_at_local_midnight_and_resume_keeps_later_deli
     # Midnight in Kolkata (UTC+05:30) is 18:30 UTC the day before.
     assert enrollment.paused_until == datetime(2026, 3, 31, 18, 30, tzinfo=UTC)
     page = web.browser().get(f"/p/{web.token('preferences')}")
-    assert "paused until Wednesday 1 April 2026" in page.text
+    assert "paused until Wednesday, 1 April 2026" in page.text
 
     # One delivery held back into the future, one overdue.
     (step,) = [d for d in rows(web.engine, Delivery) if d.kind == "step"]

@@ -1,7 +1,8 @@
-// Fills in the browser's IANA time zone on a fresh signup form, and chooses the locale of the region
-// that zone lies in (Asia/Kolkata: en-IN) when the page names one. Both fields stay editable, and
-// the form works the same without this script: the server then writes UTC, and chooses the locale
-// from the browser's Accept-Language.
+// Fills in the browser's IANA time zone on a fresh signup form, and chooses a locale of the region
+// that zone lies in when the page names one: the one the server chose, if it is of that region (Hindi
+// asked for in India: hi-IN), else the region's first (Asia/Kolkata: en-IN). Both fields stay
+// editable, and the form works the same without this script: the server then writes UTC, and
+// chooses the locale from ?lang=, its cookie or the browser's Accept-Language.
 (function () {
   "use strict";
   var field = document.getElementById("time_zone");
@@ -22,9 +23,14 @@
   if (!locale || !locale.hasAttribute("data-detect")) {
     return;
   }
+  var inZone = function (option) {
+    return (option.getAttribute("data-zones") || "").split(" ").indexOf(zone) !== -1;
+  };
+  if (locale.selectedIndex !== -1 && inZone(locale.options[locale.selectedIndex])) {
+    return;
+  }
   for (var i = 0; i < locale.options.length; i += 1) {
-    var zones = (locale.options[i].getAttribute("data-zones") || "").split(" ");
-    if (zones.indexOf(zone) !== -1) {
+    if (inZone(locale.options[i])) {
       locale.value = locale.options[i].value;
       return;
     }
