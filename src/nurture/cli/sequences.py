@@ -23,6 +23,13 @@ def cmd_sequences_validate(settings: Settings, args: argparse.Namespace) -> int:
         say("readability (Flesch reading ease of each step's text, higher is easier):")
         for item in readability_report(sequences, library):
             say(f"  {item.sequence}/{item.step}: {item.score:.0f}")
+    if library is not None:
+        from nurture.content.translations import coverage_table
+
+        files = library.locales.keys()
+        for line in coverage_table(sequences, library.translations, files,
+                                   {key: library.locales.chain(key) for key in files}):
+            say(line)
     steps = sum(len(s.steps) for s in sequences.values())
     say(f"{len(sequences)} sequence(s), {steps} step(s): {len(errors)} error(s), "
            f"{len(warnings)} warning(s)")
