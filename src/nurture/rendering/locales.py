@@ -12,12 +12,20 @@ from typing import Any, Final, TypeGuard
 import yaml
 
 from nurture.domain.problems import ContentProblem
-from nurture.rendering.types import CrisisDirectory, CrisisInfo, CrisisLine, Language, LocaleData
+from nurture.rendering.types import (
+    CrisisDirectory,
+    CrisisInfo,
+    CrisisLine,
+    Language,
+    LocaleData,
+    ReadabilityRule,
+)
 
 LOCALE_FALLBACK: Final = "en"
 RESOURCE_FIELDS: Final = ("title", "kind", "description", "url")
 RESOURCE_KINDS: Final = frozenset({"article", "video", "guide"})
 DIRECTIONS: Final = frozenset({"ltr", "rtl"})
+MEASURES: Final = frozenset({"flesch", "sentences", "none"})
 _FORMAT_FIX: Final = "follow the format of locales/en.yaml"
 
 # Where in a locale file something is: keys and list indexes, e.g. ("crisis", "lines", 0, "name").
@@ -115,6 +123,44 @@ def parse_language(key: str, raw: object) -> Language:
                     direction=direction, fallback=tuple(fallback_raw))
 
 
+def parse_revealing_words(raw: object) -> tuple[str, ...]:
+    """`discreet: {revealing_words: [...]}`: the locale's words that name the topic."""
+    if raw is None:
+        return ()
+    words = raw.get("revealing_words", []) if isinstance(raw, dict) else None
+    if not isinstance(words, list) or not all(isinstance(w, str) and w.strip() for w in words):
+        raise LocaleError("discreet.revealing_words must be a list of words",
+                          at=("discreet", "revealing_words"))
+    return tuple(word.strip() for word in words)
+
+
+def parse_readability(raw: object, language: Language) -> ReadabilityRule:
+    """`readability`: measure (flesch, sentences or none) and its limits. Without the block,
+    English is measured by Flesch and any other language by sentence and word length."""
+    english = language.tag.split("-", 1)[0].lower() == "en"
+    default = ReadabilityRule(measure="flesch" if english else "sentences")
+    if raw is None:
+        return default
+    at: KeyPath = ("readability",)
+    if not isinstance(raw, dict):
+        raise LocaleError("'readability' must be a mapping with a measure", at=at)
+    measure = raw.get("measure", default.measure)
+    if measure not in MEASURES:
+        raise LocaleError("readability.measure must be flesch, sentences or none",
+                          at=(*at, "measure"))
+    limits: dict[str, float] = {}
+    for name in ("flesch_floor", "max_words_per_sentence", "max_long_word_share",
+                 "long_word_graphemes"):
+        value = raw.get(name, getattr(default, name))
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise LocaleError(f"readability.{name} must be a number", at=(*at, name))
+        limits[name] = value
+    return ReadabilityRule(measure=measure, flesch_floor=limits["flesch_floor"],
+                           max_words_per_sentence=limits["max_words_per_sentence"],
+                           max_long_word_share=limits["max_long_word_share"],
+                           long_word_graphemes=int(limits["long_word_graphemes"]))
+
+
 def _is_text_mapping(value: object) -> TypeGuard[dict[str, str]]:
     return isinstance(value, dict) and all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -181,9 +227,11 @@ def _parse_locale(key: str, path: Path, source: _Source) -> LocaleData:
     booking_raw = raw.get("booking", {})
     if not _is_text_mapping(booking_raw):
         raise LocaleError("'booking' must be a mapping with url and label", at=("booking",))
+    language = parse_language(key, raw.get("language"))
     return LocaleData(key=key, crisis=info, resources=resources, path=path,
-                      booking=MappingProxyType(dict(booking_raw)),
-                      language=parse_language(key, raw.get("language")))
+                      booking=MappingProxyType(dict(booking_raw)), language=language,
+                      revealing_words=parse_revealing_words(raw.get("discreet")),
+                      readability=parse_readability(raw.get("readability"), language))
 
 
 def rule_problems(data: LocaleData, line_of: Callable[[KeyPath], int]) -> list[ContentProblem]:
@@ -269,6 +317,13 @@ class Locales:
             if data is not None:
                 return data
         raise LookupError(f"no locale data for {locale!r} and no {LOCALE_FALLBACK}.yaml")
+
+    def revealing_words(self, locale: str) -> frozenset[str]:
+        """The revealing words of every locale file in the locale's chain: a text may fall back
+        to any of them."""
+        return frozenset(word for key in self.chain(locale)
+                         if (data := self._data.get(_normalize_locale(key))) is not None
+                         for word in data.revealing_words)
 
     def languages(self) -> dict[str, Language]:
         """Each usable locale's language block, by locale name: what the language switch offers."""
