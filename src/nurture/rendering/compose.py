@@ -75,6 +75,7 @@ def template_context(
         "hesitations": profile.hesitations,
         "discreet": profile.discreet,
         "locale": profile.locale,
+        "language": locale.language,
         "sequence": sequence.key,
         "step": step.key,
         "crisis": locale.crisis,

@@ -28,6 +28,8 @@ BODY_VARIABLES: Final[frozenset[str]] = frozenset(
     }
 )
 LAYOUT_VARIABLES: Final[frozenset[str]] = BODY_VARIABLES | {
+    # The locale's `language` block: tag (lang=), direction (dir=), name.
+    "language",
     "body",
     "subject",
     "preheader",
