@@ -12,7 +12,7 @@ from sqlalchemy import Engine, update
 from starlette.requests import Request
 from starlette.responses import Response
 
-from nurture.store.models import Delivery
+from nurture.store.models import Delivery, Subscriber
 from nurture.web.admin.auth import SESSION_COOKIE, AdminAuth, AdminOptions, hash_password
 from nurture.web.admin.formatting import mask_address, redact_addresses
 from nurture.web.admin.previews import PREVIEW_CSP
@@ -310,6 +310,28 @@ def test_results_count_deliveries_per_step_with_a_funnel(admin: AdminWeb,
     assert stats_row(before.text, "sample", "welcome")["sent"] == "0"
     bad = browser.get("/admin/results?since=March&until=2026-01-01")
     assert bad.status_code == 422 and "YYYY-MM-DD" in bad.text
+
+
+def test_results_for_one_locale_and_totals_by_locale(admin: AdminWeb,
+                                                     smtp_server: RecordingSmtpServer) -> None:
+    deliver_to_people(admin, smtp_server)
+    with admin.engine.begin() as conn:
+        conn.execute(update(Subscriber.__table__)  # type: ignore[arg-type]
+                     .where(Subscriber.email == "bilal.r@example.org").values(locale="hi-IN"))
+    browser = admin.signed_in()
+    page = browser.get("/admin/results?locale=hi-IN")
+    assert page.status_code == 200, page.text
+    assert stats_row(page.text, "sample", "welcome")["sent"] == "1"
+    assert stats_row(page.text, "sample", "understanding")["sent"] == "1"
+    assert '<option value="hi-IN" selected>' in page.text
+    everyone = browser.get("/admin/results")
+    assert stats_row(everyone.text, "sample", "welcome")["sent"] == "3"
+    table = everyone.text[everyone.text.index('id="stats-by-locale"'):]
+    table = table[:table.index("</table>")]
+    totals = {locale: dict(re.findall(r'data-column="([a-z_]+)">([^<]*)<', row))
+              for locale, row in re.findall(r'data-locale="([^"]+)">(.*?)</tr>', table, re.S)}
+    assert totals["hi-IN"]["sent"] == "2" and totals["en"]["sent"] == "3"
+    assert "locale=hi-IN" in table, "each locale links to its own results"
 
 
 def test_deliveries_by_status_with_masked_addresses(admin: AdminWeb,
