@@ -249,6 +249,7 @@ class TemplateLibrary:
         layout; the layout, subject and HTML bodies get the real values directly.
         """
         profile = recipient.profile
+        step = self.localize(sequence, step, profile.locale).step
         values = _personal_values(recipient, links)
         locale = self.locale_data(profile.locale)
         context = template_context(sequence, step, profile, locale, brand=brand, values=values)
