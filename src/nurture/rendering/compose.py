@@ -76,6 +76,7 @@ def template_context(
         "discreet": profile.discreet,
         "locale": profile.locale,
         "language": locale.language,
+        "texts": locale.email_texts,
         "sequence": sequence.key,
         "step": step.key,
         "crisis": locale.crisis,

@@ -4,6 +4,8 @@ locale to the file that serves it."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -12,6 +14,7 @@ from typing import Any, Final, TypeGuard
 import yaml
 
 from nurture.domain.problems import ContentProblem
+from nurture.rendering.vocabulary import EMAIL_TEXTS
 from nurture.rendering.types import (
     CrisisDirectory,
     CrisisInfo,
@@ -20,6 +23,8 @@ from nurture.rendering.types import (
     LocaleData,
     ReadabilityRule,
 )
+
+log = logging.getLogger(__name__)
 
 LOCALE_FALLBACK: Final = "en"
 RESOURCE_FIELDS: Final = ("title", "kind", "description", "url")
@@ -161,6 +166,23 @@ def parse_readability(raw: object, language: Language) -> ReadabilityRule:
                            long_word_graphemes=int(limits["long_word_graphemes"]))
 
 
+def parse_email_texts(raw: object) -> Mapping[str, str]:
+    """`email`: the layouts' words in this locale, any of the fields of EMAIL_TEXTS."""
+    if raw is None:
+        return MappingProxyType({})
+    if not _is_text_mapping(raw):
+        raise LocaleError("'email' must be a mapping of texts", at=("email",))
+    for name in raw:
+        if name not in EMAIL_TEXTS:
+            raise LocaleError(f"unknown field email.{name}; use one of: {', '.join(EMAIL_TEXTS)}",
+                              at=("email", name))
+    return MappingProxyType(dict(raw))
+
+
+def _language_of(locale: str) -> str:
+    return locale.split("-", 1)[0].lower()
+
+
 def _is_text_mapping(value: object) -> TypeGuard[dict[str, str]]:
     return isinstance(value, dict) and all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -231,7 +253,8 @@ def _parse_locale(key: str, path: Path, source: _Source) -> LocaleData:
     return LocaleData(key=key, crisis=info, resources=resources, path=path,
                       booking=MappingProxyType(dict(booking_raw)), language=language,
                       revealing_words=parse_revealing_words(raw.get("discreet")),
-                      readability=parse_readability(raw.get("readability"), language))
+                      readability=parse_readability(raw.get("readability"), language),
+                      email_texts=parse_email_texts(raw.get("email")))
 
 
 def rule_problems(data: LocaleData, line_of: Callable[[KeyPath], int]) -> list[ContentProblem]:
@@ -287,6 +310,7 @@ class Locales:
                 continue
             self._data[_normalize_locale(path.stem)] = data
             self.rule_problems.extend(rule_problems(data, source.line_of))
+        self._data = {key: self._completed(data) for key, data in self._data.items()}
         if LOCALE_FALLBACK not in self._data:
             self.problems.append(
                 ContentProblem(
@@ -296,6 +320,21 @@ class Locales:
                     "create locales/en.yaml with the generic crisis footer",
                 )
             )
+
+    def _completed(self, data: LocaleData) -> LocaleData:
+        """The file's data with each of the layouts' words it lacks taken from its chain (then
+        English); a word taken from another language is logged."""
+        texts: dict[str, str] = {}
+        for name, english in EMAIL_TEXTS.items():
+            source, text = next(((key, found.email_texts[name]) for key in self.chain(data.key)
+                                 if (found := self._data.get(_normalize_locale(key))) is not None
+                                 and name in found.email_texts), (LOCALE_FALLBACK, english))
+            texts[name] = text
+            if _language_of(source) != _language_of(data.key):
+                log.info("email text fell back to another locale",
+                         extra={"locale": data.key, "used_locale": source, "sequence": "",
+                                "step": "", "field": f"email.{name}"})
+        return dataclasses.replace(data, email_texts=MappingProxyType(texts))
 
     def keys(self) -> list[str]:
         """The file names (without ".yaml") of the usable locale files, sorted."""

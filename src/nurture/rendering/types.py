@@ -132,6 +132,9 @@ class LocaleData:
     revealing_words: tuple[str, ...] = ()
     """`discreet.revealing_words`: words a discreet subject, preheader or opening must not use."""
     readability: ReadabilityRule = ReadabilityRule()
+    email_texts: Mapping[str, str] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+    """The layouts' words: the file's `email:` block, completed along its chain (see
+    vocabulary.EMAIL_TEXTS)."""
 
 
 @dataclass(frozen=True)

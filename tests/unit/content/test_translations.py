@@ -278,3 +278,47 @@ def test_a_right_to_left_locale_sets_dir_and_lang_on_the_email(tmp_path: Path) -
     assert "border-right" in email.html
     english = render(content.library, dict(content.sequences), "first", "en")
     assert '<html lang="en" dir="ltr">' in english.html and "border-right" not in english.html
+
+
+# --- the layouts' own words --------------------------------------------------------------------
+
+
+def test_the_footer_speaks_the_locale_and_a_missing_word_falls_back_logged(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    words = HINDI_LOCALE + """email:
+  settings_before: आप किसी भी समय
+  settings_link: ये ईमेल रोक सकते हैं या सेटिंग्स बदल सकते हैं
+  settings_between: या एक क्लिक में
+  unsubscribe_link: अनसब्सक्राइब
+  unsubscribe_after: कर सकते हैं।
+  sent_to_before: यह ईमेल
+  sent_to_after: " पर भेजा गया था।"
+  text_settings: "ये ईमेल रोकें या सेटिंग्स बदलें:"
+"""
+    caplog.set_level(logging.INFO, logger="nurture.rendering.locales")
+    content = load_content(*write_content(tmp_path, locales={"hi-IN.yaml": words}))
+    email = render(content.library, dict(content.sequences), "first", "hi-IN")
+    shown = re.sub(r"<[^>]+>", "", email.html)
+    assert ("आप किसी भी समय ये ईमेल रोक सकते हैं या सेटिंग्स बदल सकते हैं या एक क्लिक में "
+            "अनसब्सक्राइब कर सकते हैं।") in shown
+    assert re.search(r'<a href="https://example.org/p/t"[^>]*>ये ईमेल रोक', email.html)
+    assert re.search(r'<a href="https://example.org/u/t"[^>]*>अनसब्सक्राइब</a>', email.html)
+    assert "यह ईमेल reader@example.org पर भेजा गया था।" in shown
+    assert f"ये ईमेल रोकें या सेटिंग्स बदलें: {LINKS.preferences_url}" in email.text
+    assert f"Unsubscribe with one click: {LINKS.unsubscribe_url}" in email.text, "not given: English"
+    fallen = {(r.locale, r.field) for r in caplog.records  # type: ignore[attr-defined]
+              if r.name == "nurture.rendering.locales"}
+    assert ("hi-IN", "email.text_unsubscribe") in fallen
+    assert ("hi-IN", "email.settings_link") not in fallen
+    assert not any(locale == "en-IN" for locale, _ in fallen), "en-IN is English: no fallback"
+    english = render(content.library, dict(content.sequences), "first", "en-IN", first_name="Sam")
+    assert "This email was sent to reader@example.org." in english.html
+
+
+def test_an_unknown_footer_word_is_an_error_at_its_line(tmp_path: Path) -> None:
+    words = HINDI_LOCALE + "email:\n  goodbye: अलविदा\n"
+    sequences_dir, templates = write_content(tmp_path, locales={"hi-IN.yaml": words})
+    _, _, problems = check_content(sequences_dir, templates, rules=False)
+    [problem] = errors(problems)
+    assert problem.path.name == "hi-IN.yaml" and "email.goodbye" in problem.message
+    assert problem.line == HINDI_LOCALE.count("\n") + 2
