@@ -14,7 +14,6 @@ from typing import Any, Final, TypeGuard
 import yaml
 
 from nurture.domain.problems import ContentProblem
-from nurture.rendering.vocabulary import EMAIL_TEXTS
 from nurture.rendering.types import (
     CrisisDirectory,
     CrisisInfo,
@@ -23,6 +22,7 @@ from nurture.rendering.types import (
     LocaleData,
     ReadabilityRule,
 )
+from nurture.rendering.vocabulary import EMAIL_TEXTS
 
 log = logging.getLogger(__name__)
 
