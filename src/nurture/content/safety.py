@@ -14,7 +14,7 @@ from jinja2 import nodes
 
 from nurture.domain.model import Sequence, Step
 from nurture.domain.problems import ContentProblem
-from nurture.rendering.translations import Translations, without_front_matter
+from nurture.rendering.translations import Translations, is_locale_body, without_front_matter
 
 # The partial, by its name under templates/ (a Markdown body includes the .md one).
 TALK_SAFETY_PARTIAL: Final = "emails/partials/talk-safety.md"
@@ -56,9 +56,10 @@ def _check_step(sequence: Sequence, step: Step, templates_dir: Path) -> ContentP
             "included inside a condition, so some readers would not get it",
             f"move {include} out of the {{% if %}} or {{% for %}} block, so that everyone gets it",
         )
+    # A locale's body is its own file; the default one is named at the step in the sequence file.
+    where = (path, 1) if is_locale_body(f"emails/{step.template}") else (sequence.source, step.line)
     return ContentProblem(
-        sequence.source,
-        step.line,
+        *where,
         f"step '{step.key}' asks the reader to talk to their partner (asks_to_talk: true), but its "
         f"template {step.template} does not include the safety note",
         f"add {include} on a line of its own in templates/emails/{step.template}, next to where "

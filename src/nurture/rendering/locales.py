@@ -1,4 +1,5 @@
-"""The locale files of templates/locales/: the crisis footer, resources and booking link per locale,
+"""The locale files of templates/locales/: the crisis footer, resources, booking link, language,
+discreet words, readability rule and the layouts' words per locale,
 read and checked (each problem with its file, line and fix), and the lookup from a subscriber's
 locale to the file that serves it."""
 

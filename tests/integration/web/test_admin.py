@@ -4,6 +4,7 @@ results and deliveries with masked addresses."""
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -33,6 +34,7 @@ from tests.support.admin import (
     sign_in,
 )
 from tests.support.clock import Clock
+from tests.support.paths import ROOT
 from tests.support.smtp import RecordingSmtpServer
 from tests.support.web import csrf_of, rows
 
@@ -236,6 +238,51 @@ def test_previews_differ_by_persona_and_cannot_run_scripts(admin: AdminWeb) -> N
     page = browser.get("/admin/sequences/sample?reasons=stigma")
     assert "/admin/preview/sample/understanding?reasons=stigma" in page.text.replace("&amp;", "&")
     assert browser.get("/admin/preview/sample/nope").status_code == 404
+
+
+HINDI_SAMPLE_LOCALE = """
+language: {name: हिन्दी (भारत), tag: hi-IN, direction: ltr, fallback: [hi, en-IN, en]}
+crisis:
+  heading: अगर आपको अभी मदद चाहिए
+  text: अगर आप ख़तरे में हैं, तो 112 पर कॉल करें।
+  lines: [{name: इमरजेंसी, contact: "112"}]
+"""
+
+
+def test_a_preview_in_a_locale_with_texts_of_its_own(
+        database_url: str, engine: Engine, tmp_path: Path, admin_hash: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", templates,
+                    ignore=shutil.ignore_patterns("hi-IN", "hi-IN.yaml"))
+    (templates / "locales" / "hi-IN.yaml").write_text(HINDI_SAMPLE_LOCALE, encoding="utf-8")
+    folder = templates / "emails" / "sample" / "hi-IN"
+    folder.mkdir()
+    for step in ("welcome", "understanding", "next-steps"):
+        (folder / f"{step}.md").write_text(
+            f'---\nsubject: "नोट {step}"\npreheader: "पढ़ें"\ndiscreet_subject: "आपके नोट्स"\n'
+            f'discreet_preheader: "इस हफ़्ते"\n---\nनमस्ते{{% if first_name %}} {{{{ first_name }}}}'
+            f"{{% endif %}},\n\nयह {step} का हिन्दी नोट है।\n\n"
+            '{% include "emails/partials/talk-safety.md" %}\n', encoding="utf-8")
+    monkeypatch.setenv(ENV_ADMIN_USERS, f"{ADMIN}:{admin_hash}")
+    harness = build_admin_web(database_url, engine, tmp_path, "smtp://127.0.0.1:1",
+                              templates_dir=templates)
+    try:
+        browser = harness.signed_in()
+        page = browser.get("/admin/sequences/sample?locale=hi-IN&name=मीरा")
+        assert page.status_code == 200, page.text
+        assert '<option value="hi-IN" selected>हिन्दी (भारत) (hi-IN)</option>' in page.text
+        assert "नोट welcome" in page.text, "the step's subject in the locale"
+        preview = browser.get("/admin/preview/sample/welcome?locale=hi-IN&name=मीरा")
+        assert preview.status_code == 200
+        assert "यह welcome का हिन्दी नोट है।" in preview.text
+        assert '<html lang="hi-IN" dir="ltr">' in preview.text
+        english = browser.get("/admin/preview/sample/welcome?locale=en-IN")
+        assert "हिन्दी नोट" not in english.text
+        unknown = browser.get("/admin/sequences/sample?locale=xx-YY")
+        assert unknown.status_code == 422 and "Choose a language from the list." in unknown.text
+    finally:
+        harness.close()
 
 
 def test_a_test_send_arrives_marked_and_is_not_recorded(admin: AdminWeb,
