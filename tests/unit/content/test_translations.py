@@ -271,6 +271,11 @@ def test_a_right_to_left_locale_sets_dir_and_lang_on_the_email(tmp_path: Path) -
     rtl = HINDI_LOCALE.replace("tag: hi-IN, direction: ltr", "tag: ar-EG, direction: rtl").replace(
         "fallback: [hi, en-IN, en]", "fallback: [en]")
     sequences_dir, templates = write_content(tmp_path, {}, locales={"ar-EG.yaml": rtl})
+    # A pseudo right-to-left locale: a locale file and texts of its own, no code.
+    folder = templates / "emails" / "probe" / "ar-EG"
+    folder.mkdir()
+    for key in STEPS:
+        (folder / f"{key}.md").write_text(HINDI_FRONT + HINDI_BODY, encoding="utf-8")
     content = load_content(sequences_dir, templates)
     email = render(content.library, dict(content.sequences), "first", "ar-EG")
     assert re.search(r'<html lang="ar-EG" dir="rtl">', email.html)
@@ -322,3 +327,15 @@ def test_an_unknown_footer_word_is_an_error_at_its_line(tmp_path: Path) -> None:
     [problem] = errors(problems)
     assert problem.path.name == "hi-IN.yaml" and "email.goodbye" in problem.message
     assert problem.line == HINDI_LOCALE.count("\n") + 2
+
+
+def test_the_email_is_marked_in_the_language_of_its_body(tmp_path: Path) -> None:
+    # hi-IN has a locale file but no texts for this sequence: the body is English, so is lang=.
+    sequences_dir, templates = write_content(tmp_path, {}, locales={"hi-IN.yaml": HINDI_LOCALE})
+    content = load_content(sequences_dir, templates)
+    email = render(content.library, dict(content.sequences), "first", "hi-IN")
+    assert '<html lang="en" dir="ltr">' in email.html
+    assert "अगर आपको अभी मदद चाहिए" in email.html, "the crisis block stays the reader's"
+    translated = load_content(*write_content(tmp_path / "2", locales={"hi-IN.yaml": HINDI_LOCALE}))
+    hindi = render(translated.library, dict(translated.sequences), "first", "hi-IN")
+    assert '<html lang="hi-IN" dir="ltr">' in hindi.html
