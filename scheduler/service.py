@@ -22,11 +22,11 @@ from nurture.scheduler.reap_leases import ReapLeases
 from nurture.scheduler.reload_content import ReloadContent
 from nurture.scheduler.sqlite_lock import sqlite_single_process
 from nurture.services.metrics import SchedulerMetrics, metered
+from nurture.services.retention import purge_expired
 from nurture.services.runtime import Runtime, runtime_from
 from nurture.smtp.factory import transport_from_settings
-from nurture.store.accounts.store import AccountStore
 from nurture.store.content_versions import record_content_version
-from nurture.store.operations import beat, mark_stopped, purge_departed
+from nurture.store.operations import beat, mark_stopped
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,9 @@ class SchedulerService:
         self.reload_content = ReloadContent(
             content, record=partial(record_content_version, engine), clock=clock)
         self.housekeeping = Housekeeping(
-            purge_departed=partial(purge_departed, engine),
-            purge_unconfirmed=AccountStore(engine).purge_unconfirmed,
-            retention=timedelta(days=runtime.settings.retention_days), clock=clock)
+            purge=partial(purge_expired, engine,
+                          retention=timedelta(days=runtime.settings.retention_days)),
+            clock=clock)
         self._scheduler = BackgroundScheduler(
             timezone="UTC",
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine
@@ -101,3 +102,28 @@ def test_pause_holds_the_sequence_then_it_resumes_where_it_was(web: Web, dispatc
     assert dispatcher.run(T0 + timedelta(days=25)).sent == 1
     assert [d.status.value for d in SqlStore(web.engine).deliveries_for(EMAIL)
             if d.step_key] == ["sent", "sent", "sent"]
+
+
+def test_a_person_confirming_at_three_in_the_morning_gets_the_welcome_at_once(
+        web: Web, dispatcher: Dispatcher, smtp_server: Any) -> None:
+    kolkata = ZoneInfo("Asia/Kolkata")
+    night = datetime(2026, 3, 3, 3, 0, tzinfo=kolkata).astimezone(UTC)
+    web.clock.now = night
+    assert web.signup(time_zone="Asia/Kolkata", locale="en-IN").status_code == 200
+    assert dispatcher.run(night).sent == 1, "the confirmation email goes at any hour"
+
+    confirmed = web.confirm()
+    assert confirmed.status_code == 200, confirmed.text
+    assert "The first email is on its way now" in confirmed.text
+    assert "will arrive during your daytime" not in confirmed.text
+
+    report = dispatcher.run(night)
+    assert report.sent == 1, f"the welcome goes in the same pass, at 03:00 local: {report}"
+    assert smtp_server.messages[-1].message["Subject"] == "Ashwini, you are not alone in this"
+    queued = [d for d in SqlStore(web.engine).deliveries_for(EMAIL)
+              if d.step_key == "understanding"]
+    assert [d.status.value for d in queued] == ["queued"]
+    assert queued[0].due_at.astimezone(kolkata) == datetime(2026, 3, 5, 9, 0, tzinfo=kolkata), \
+        "step 2 waits for its window: two days after 03:00, moved to the 09:00 opening"
+    assert dispatcher.run(night + timedelta(days=2)).sent == 0
+    assert dispatcher.run(queued[0].due_at).sent == 1

@@ -37,3 +37,10 @@ def cli_env(tmp_path: Path, smtp_server: Any) -> dict[str, str]:
         "NURTURE_BASE_URL": "https://nurture.test",
         "NURTURE_SENDER": "Nurture <hello@nurture.test>",
     })
+
+
+def write_csv(path: Path, count: int) -> Path:
+    """An import file of `count` made-up people, in the columns `enroll --from-csv` reads."""
+    rows = [f"person{i}@example.org,P{i},Europe/London,stigma" for i in range(count)]
+    path.write_text("email,first_name,time_zone,hesitations\n" + "\n".join(rows) + "\n")
+    return path

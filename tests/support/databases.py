@@ -6,6 +6,7 @@ so a test costs a CREATE DATABASE, not a migration run.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -17,11 +18,23 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from nurture.store.database import describe_url, make_engine, upgrade
+from nurture.store.database import MIGRATIONS_DIR, describe_url, make_engine, upgrade
 from nurture.store.sql.store import SqlStore
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-TEMPLATE_DB = "nurture_test_template"
+
+
+def _schema_digest() -> str:
+    """A short hash of the migration files: the schema a session's template is built from."""
+    digest = hashlib.sha256()
+    for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
+# Named after the schema: sessions in worktrees with other migrations share one server, and one
+# session's template must not be rebuilt under another's tests with a different schema.
+TEMPLATE_DB = f"nurture_test_template_{_schema_digest()}"
 # Serializes template (re)creation and copies across pytest sessions sharing one server:
 # CREATE DATABASE ... TEMPLATE fails while anyone else is connected to the template.
 TEMPLATE_LOCK_KEY = 0x6E75727475726500

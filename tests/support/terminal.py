@@ -13,11 +13,64 @@ import subprocess
 import sys
 import termios
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.paths import ROOT
 
-COLUMNS, ROWS = 120, 40
+ROWS, COLUMNS = 40, 160
+
+
+@dataclass(frozen=True)
+class Run:
+    returncode: int
+    terminal: str
+    """Everything written to the terminal, escape sequences and all."""
+    stdout: str
+    """What went to stdout when it was a pipe (empty when stdout was the terminal)."""
+
+
+def terminal_env(env: dict[str, str], overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """A colour terminal of ROWS x COLUMNS, whatever the test runner's own; then `overrides`."""
+    shown = {k: v for k, v in env.items() if k not in ("NO_COLOR", "COLUMNS", "LINES", "CI")}
+    shown["TERM"] = "xterm-256color"
+    return {**shown, **(overrides or {})}
+
+
+def on_terminal(*args: str, env: dict[str, str], stdout_too: bool = True,
+                stdin: bytes | None = None, timeout: float = 120,
+                overrides: dict[str, str] | None = None) -> Run:
+    """Run `nurture *args` with stderr (and stdout unless `stdout_too` is False) on a pty."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nurture", *args], env=terminal_env(env, overrides), cwd=ROOT,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=slave if stdout_too else subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    if stdin is not None and process.stdin is not None:
+        process.stdin.write(stdin)
+        process.stdin.close()
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the last writer closed the pty (Linux says EIO)
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif process.poll() is not None and not select.select([master], [], [], 0)[0]:
+            break
+    else:
+        process.kill()
+    out = process.stdout.read().decode() if process.stdout is not None else ""
+    returncode = process.wait(timeout=10)
+    os.close(master)
+    return Run(returncode, b"".join(chunks).decode(errors="replace"), out)
 
 
 class Terminal:
@@ -27,9 +80,9 @@ class Terminal:
     def __init__(self, *args: str, env: dict[str, str], cwd: Path | None = None) -> None:
         self._master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
-        env = {"TERM": "xterm-256color", **env}
         self.process = subprocess.Popen([sys.executable, "-m", "nurture", *args], stdin=slave,
-                                        stdout=slave, stderr=slave, env=env, cwd=cwd or ROOT,
+                                        stdout=slave, stderr=slave, env=terminal_env(env),
+                                        cwd=cwd or ROOT,
                                         start_new_session=True)
         os.close(slave)
         self.output = ""
@@ -78,15 +131,6 @@ class Terminal:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         os.close(self._master)
-
-
-def on_terminal(*args: str, env: dict[str, str], timeout: float = 120) -> tuple[int, str]:
-    """Run a command to its end on a pty; its exit code and everything it wrote there."""
-    terminal = Terminal(*args, env=env)
-    try:
-        return terminal.wait(timeout), terminal.output
-    finally:
-        terminal.close()
 
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

@@ -188,5 +188,5 @@ def test_the_shipped_locale_files_name_their_placeholders() -> None:
     from tests.support.paths import ROOT
 
     found = {(link.path.name, link.what) for link in placeholder_links(ROOT / "templates")}
-    assert found == {(name, what) for name in ("en.yaml", "en-IN.yaml")
+    assert found == {(name, what) for name in ("en.yaml", "en-IN.yaml", "hi-IN.yaml")
                      for what in ("booking.url", "resources[0].url")}

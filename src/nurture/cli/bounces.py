@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from nurture.cli.arguments import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Commands, instant_argument
+from nurture.cli.progress import counted, progress
 from nurture.clock import utcnow
 from nurture.config import Settings
 
@@ -34,32 +35,43 @@ def register(subparsers: Commands) -> None:
     ingest.set_defaults(handler=cmd_bounces_ingest)
 
 
+def _maildir(args: argparse.Namespace) -> tuple[Path, int] | None:
+    """The --maildir and how many messages it holds; None (said on stderr) if it is none."""
+    from nurture.engine.feedback import count_maildir
+
+    maildir = Path(args.maildir)
+    try:
+        return maildir, count_maildir(maildir)
+    except NotADirectoryError as error:
+        sys.stderr.write(f"nurture: {error}\n")
+        return None
+
+
 def cmd_bounces_ingest(settings: Settings, args: argparse.Namespace) -> int:
     from nurture.engine.feedback import ingest_messages, read_maildir
     from nurture.store.database import ensure_migrated, make_engine
     from nurture.store.sql.store import SqlStore
 
-    messages: Iterable[bytes]
     if (args.maildir is None) == (args.source is None) or args.source not in (None, "-"):
         sys.stderr.write("nurture: give either --maildir DIR or - (one message on stdin)\n")
         return EXIT_USAGE
-    if args.maildir is not None:
-        maildir = Path(args.maildir)
-        try:
-            found = read_maildir(maildir)
-        except NotADirectoryError as error:
-            sys.stderr.write(f"nurture: {error}\n")
-            return EXIT_FAILED
-        messages = (raw for _, raw in found)
-    else:
-        messages = [sys.stdin.buffer.read()]
-
+    maildir = _maildir(args) if args.maildir is not None else None
+    if args.maildir is not None and maildir is None:
+        return EXIT_FAILED
     engine = make_engine(settings.database_url)
     try:
         ensure_migrated(engine)
         now: datetime = args.now if args.now is not None else utcnow()
-        counts = ingest_messages(SqlStore(engine), messages, now=now,
-                                 message_id_domain=settings.sender_domain)
+        with progress(enabled=maildir is not None) as bars:
+            messages: Iterable[bytes]
+            if maildir is None:
+                messages = [sys.stdin.buffer.read()]
+            else:
+                path, total = maildir
+                messages = counted((raw for _, raw in read_maildir(path)),
+                                   bars.phase("reading reports", total=total), total)
+            counts = ingest_messages(SqlStore(engine), messages, now=now,
+                                     message_id_domain=settings.sender_domain)
     finally:
         engine.dispose()
     values = counts.as_dict()

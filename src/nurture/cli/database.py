@@ -1,10 +1,13 @@
-"""`nurture db`: migrations and the keys that encrypt names and answers at rest."""
+"""`nurture db`: migrations, the keys that encrypt names and answers at rest, and the retention
+purge run by hand."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
-from nurture.cli.arguments import EXIT_OK, Commands, say
+from nurture.cli.arguments import EXIT_OK, Commands, instant_argument, now_of, say
+from nurture.cli.progress import progress
 from nurture.config import Settings
 
 
@@ -22,9 +25,36 @@ def cmd_db_rotate_keys(settings: Settings, args: argparse.Namespace) -> int:
 
     engine = make_engine(settings.database_url)
     ensure_migrated(engine)
-    count = rotate_data_keys(engine)
+    with progress() as bars:
+        count = rotate_data_keys(engine, progress=bars.phase("re-encrypting"))
     say(f"re-encrypted the names and answers of {count} subscriber(s) with the first key; "
            "older keys can now be removed from NURTURE_DATA_KEYS")
+    return EXIT_OK
+
+
+def cmd_db_purge(settings: Settings, args: argparse.Namespace) -> int:
+    """What the scheduler's housekeeping does every hour, run now by hand."""
+    from datetime import timedelta
+
+    from nurture.services.retention import purge_expired
+    from nurture.store.database import ensure_migrated, make_engine
+
+    engine = make_engine(settings.database_url)
+    try:
+        ensure_migrated(engine)
+        with progress() as bars:
+            purged = purge_expired(
+                engine, now=now_of(args), retention=timedelta(days=settings.retention_days),
+                departed_progress=bars.phase("people who left"),
+                unconfirmed_progress=bars.phase("unconfirmed signups"))
+    finally:
+        engine.dispose()
+    if args.json:
+        say(json.dumps(purged.as_dict()))
+        return EXIT_OK
+    say(f"purged {purged.departed} who left (only a hash of each address kept) and deleted "
+        f"{purged.unconfirmed} unconfirmed signup(s), all untouched since "
+        f"{purged.cutoff.isoformat()} (NURTURE_RETENTION_DAYS={settings.retention_days})")
     return EXIT_OK
 
 
@@ -42,5 +72,13 @@ def register(commands: Commands) -> None:
         .set_defaults(handler=cmd_db_upgrade)
     db_commands.add_parser("rotate-keys", help="re-encrypt names and answers with the first key "
                            "of NURTURE_DATA_KEYS").set_defaults(handler=cmd_db_rotate_keys)
+    purge = db_commands.add_parser(
+        "purge", help="run the retention purge now, as the scheduler does every hour",
+        description="People who left (unsubscribed, bounced, complained) keep only a hash of "
+        "their address; signups never confirmed are deleted; both once untouched for "
+        "NURTURE_RETENTION_DAYS. Running it twice purges nothing more.")
+    purge.add_argument("--now", type=instant_argument, help="purge as of this instant (ISO 8601)")
+    purge.add_argument("--json", action="store_true", help="print the counts as JSON")
+    purge.set_defaults(handler=cmd_db_purge)
     db_commands.add_parser("new-data-key", help="print a new key for NURTURE_DATA_KEYS") \
         .set_defaults(handler=cmd_db_new_data_key)

@@ -16,7 +16,8 @@ from nurture.config import SettingsError, load_settings, terminal_allows_colour
 from nurture.domain.problems import ContentInvalid
 
 # Commands that print their own results: their logs stay at WARNING unless NURTURE_LOG_LEVEL says.
-QUIET_COMMANDS = frozenset({"enroll", "dispatch", "sequences", "db", "bounces", "run"})
+QUIET_COMMANDS = frozenset({"enroll", "dispatch", "sequences", "db", "bounces", "run",
+                            "subscribers"})
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import html
 import json
 from datetime import datetime
@@ -97,7 +98,10 @@ def cmd_timeline(settings: Settings, args: argparse.Namespace) -> int:
         from zoneinfo import ZoneInfo
 
         start = start.replace(tzinfo=ZoneInfo(persona.profile.time_zone))
-    entries = timeline(sequence, persona.profile, start=start)
+    joined_by = args.joined_by or ("confirming" if sequence.key in content.confirmation_starts
+                                   else "operator")
+    entries = timeline(sequence, persona.profile, start=start,
+                       at_confirmation=joined_by == "confirming")
     rows: list[dict[str, Any]] = []
     start_offset = start.astimezone(
         __import__("zoneinfo").ZoneInfo(persona.profile.time_zone)).utcoffset()
@@ -105,6 +109,8 @@ def cmd_timeline(settings: Settings, args: argparse.Namespace) -> int:
         notes = []
         if entry.skipped_reason:
             notes.append("skipped: " + entry.skipped_reason)
+        if entry.immediate:
+            notes.append("at once after confirming")
         if entry.moved_by_window:
             notes.append("moved into the send window")
         offset = entry.due_at_local.utcoffset()
@@ -119,7 +125,9 @@ def cmd_timeline(settings: Settings, args: argparse.Namespace) -> int:
         say(json.dumps(rows, indent=2))
         return 0
     say(f"{sequence.name} for {persona.label()} in {persona.profile.time_zone}, "
-           f"starting {start.isoformat()}")
+           f"starting {start.isoformat()}"
+        + (" by confirming their address" if joined_by == "confirming" else " (enrolled by an "
+           "operator or an import)"))
     width = max((len(r["step"]) for r in rows), default=4)
     for row in rows:
         local = row["local"] if row["sent"] else "-"
@@ -176,6 +184,14 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         say(json.dumps([r.as_dict() for r in rows], indent=2))
         return 0
+    from nurture.cli.tables import for_a_person, print_stats
+
+    if for_a_person():
+        # One table per sequence and locale: each locale's funnel on its own.
+        print_stats([dataclasses.replace(r, sequence=f"{r.sequence} ({r.locale})")
+                     for r in sorted(rows, key=lambda r: (r.sequence, r.locale or ""))]
+                    if args.by_locale else rows)
+        return 0
     by = ["locale"] if args.by_locale else []
     headers = ["sequence", "step", *by, *DELIVERY_COLUMNS, "unsubscribed", "paused", "converted"]
     table = [[r.sequence, r.step, *([r.locale or ""] if args.by_locale else []),
@@ -216,6 +232,11 @@ def register(commands: Commands) -> None:
     timeline.add_argument("--start", required=True, type=_local_instant,
                           help="enrollment time, e.g. 2026-03-06T20:00 (local to --time-zone)")
     timeline.add_argument("--time-zone", help="IANA zone, e.g. America/New_York")
+    timeline.add_argument("--joined-by", choices=("confirming", "operator"),
+                          help="how the person joins: by confirming their address (the default "
+                          "for sequences a confirmation starts; an immediate first step goes at "
+                          "once), or by `nurture enroll` or an import (the first step keeps the "
+                          "send window)")
     timeline.add_argument("--json", action="store_true")
     timeline.set_defaults(handler=cmd_timeline)
 

@@ -1,18 +1,18 @@
-"""Operators' commands: `nurture config check` shows the effective settings with secrets masked."""
+"""Operators' commands: `nurture config check` (the effective settings, secrets masked), `status`,
+`admin hash-password`; `subscribers` lives in `cli.people` and is registered from here."""
 
 from __future__ import annotations
 
 import json
 import sys
-import uuid
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from nurture.cli import people
 from nurture.cli.arguments import CommandError, Commands
+from nurture.cli.tables import age, for_a_person, print_status
 from nurture.config import Environment, Settings, unknown_variables, variable_name
 from nurture.example_links import placeholder_links, placeholder_problems
-from nurture.store.accounts.store import AccountStore
 
 # Shown as *** by `config check`.
 SECRET_FIELDS = frozenset({"secret_key", "api_key", "feedback_webhook_secret", "data_keys", "admin_users"})
@@ -63,17 +63,6 @@ def cmd_config_check(settings: Settings, args: Any) -> int:
     return 0
 
 
-def _age(now: datetime, moment: datetime | None) -> str:
-    if moment is None:
-        return "-"
-    seconds = int((now - moment).total_seconds())
-    if seconds < 120:
-        return f"{seconds} s ago"
-    if seconds < 7200:
-        return f"{seconds // 60} min ago"
-    return f"{seconds // 3600} h ago"
-
-
 def cmd_status(settings: Settings, args: Any) -> int:
     from nurture.clock import utcnow
     from nurture.store.database import ensure_migrated, make_engine
@@ -94,52 +83,20 @@ def cmd_status(settings: Settings, args: Any) -> int:
             "oldest_due_at": health.oldest_due_at.isoformat() if health.oldest_due_at else None,
             "deliveries": health.by_status}, indent=2) + "\n")
         return 0
+    if for_a_person():
+        print_status(now, processes, health)
+        return 0
     sys.stdout.write("scheduler processes:\n")
     for p in processes:
-        state = f"stopped {_age(now, p.stopped_at)}" if p.stopped_at else "running"
-        sys.stdout.write(f"  {p.owner}: {state}, last tick {_age(now, p.last_tick_at)}, "
+        state = f"stopped {age(now, p.stopped_at)}" if p.stopped_at else "running"
+        sys.stdout.write(f"  {p.owner}: {state}, last tick {age(now, p.last_tick_at)}, "
                          f"{p.ticks} ticks, {p.sent} sent, content {p.content_version}\n")
     if not processes:
         sys.stdout.write("  none has run yet\n")
     sys.stdout.write(f"queue: {health.due} due now, {health.waiting} waiting in all; oldest due "
-                     f"{_age(now, health.oldest_due_at)}\n")
+                     f"{age(now, health.oldest_due_at)}\n")
     sys.stdout.write("deliveries: " + ", ".join(f"{k}={v}" for k, v in sorted(
         health.by_status.items())) + "\n")
-    return 0
-
-
-def _subscriber_id(settings: Settings, email: str) -> tuple[AccountStore, uuid.UUID]:
-    from nurture.domain.people import PersonInvalid, normalize_email
-    from nurture.store.database import ensure_migrated, make_engine
-
-    engine = make_engine(settings.database_url)
-    ensure_migrated(engine)
-    try:
-        address = normalize_email(email)
-    except PersonInvalid as error:
-        raise CommandError(str(error)) from None
-    accounts = AccountStore(engine)
-    found = accounts.subscriber_id(address)
-    if found is None:
-        raise CommandError("no subscriber has this address")
-    return accounts, found
-
-
-def cmd_subscribers_export(settings: Settings, args: Any) -> int:
-    accounts, subscriber_id = _subscriber_id(settings, args.email)
-    data = accounts.export(subscriber_id)
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-    return 0
-
-
-def cmd_subscribers_erase(settings: Settings, args: Any) -> int:
-    from nurture.clock import utcnow
-
-    accounts, subscriber_id = _subscriber_id(settings, args.email)
-    if not args.yes:
-        raise CommandError("erasing cannot be undone; add --yes to confirm")
-    accounts.erase(subscriber_id, now=utcnow())
-    sys.stdout.write("erased: only a hash of the address remains, so nothing is sent to it again\n")
     return 0
 
 
@@ -176,15 +133,7 @@ def register(commands: Commands) -> None:
     hashing.add_argument("name")
     hashing.set_defaults(handler=cmd_admin_hash_password)
 
-    subscribers = commands.add_parser("subscribers", help="one person's data")
-    people = subscribers.add_subparsers(dest="subscribers_command", required=True, metavar="ACTION")
-    export = people.add_parser("export", help="print everything stored about an address (JSON)")
-    export.add_argument("email")
-    export.set_defaults(handler=cmd_subscribers_export)
-    erase = people.add_parser("erase", help="delete a person's data; keep only a hashed suppression")
-    erase.add_argument("email")
-    erase.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
-    erase.set_defaults(handler=cmd_subscribers_erase)
+    people.register(commands)
 
     config = commands.add_parser("config", help="settings")
     actions = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")

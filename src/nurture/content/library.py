@@ -13,6 +13,7 @@ from pathlib import Path
 
 from nurture.content.rules import check_rules
 from nurture.content.safety import check_talk_safety
+from nurture.content.selection import confirmation_sequences
 from nurture.content.sequences import load_sequence_file
 from nurture.content.translations import load_texts, localized_steps
 from nurture.content.warnings import check_warnings
@@ -33,6 +34,9 @@ class Content:
     library: TemplateLibrary
     files: tuple[str, ...]
     warnings: tuple[ContentProblem, ...] = field(default=())
+    confirmation_starts: frozenset[str] = frozenset()
+    """The sequences a confirmation can start (sequences/selection.yaml): their first step may
+    go out at once after confirming."""
 
     def sequence(self, key: str) -> Sequence:
         try:
@@ -127,7 +131,8 @@ def check_content(sequences_dir: Path, templates_dir: Path, *, rules: bool = Tru
     library = TemplateLibrary(templates_dir, translations=translations)
     problems.extend(_check_templates(library, sequences))
     problems.extend(check_talk_safety(sequences, templates_dir, library.translations))
-    problems.extend(check_warnings(sequences, templates_dir))
+    problems.extend(check_warnings(sequences, templates_dir,
+                                   confirmation_starts=confirmation_sequences(sequences_dir)))
     if rules and not any(p.severity is Severity.ERROR for p in problems):
         problems.extend(check_rules(sequences, library))
     problems.extend(_check_follow_ups(sequences))
@@ -146,7 +151,7 @@ def load_content(sequences_dir: Path, templates_dir: Path, *, rules: bool = Fals
                                              "add a .yaml file; see sequences/sample.yaml")])
     warnings = tuple(p for p in problems if p.severity is Severity.WARNING)
     return Content(version=version, sequences=sequences, library=library, files=files,
-                   warnings=warnings)
+                   warnings=warnings, confirmation_starts=confirmation_sequences(sequences_dir))
 
 
 class ContentHolder:

@@ -43,6 +43,11 @@ class Selection:
                 return rule.sequence
         return self.default
 
+    @property
+    def sequences(self) -> frozenset[str]:
+        """Every sequence a confirmation can start: those the rules name, and the default."""
+        return frozenset(rule.sequence for rule in self.rules) | {self.default}
+
     def check_sequences(self, known: Iterable[str]) -> list[ContentProblem]:
         """A problem for every sequence key named here that the content does not define or that
         nobody may join."""
@@ -171,3 +176,10 @@ def load_selection(sequences_dir: Path) -> Selection:
     if selection is None:
         raise ContentInvalid(problems)
     return selection
+
+
+def confirmation_sequences(sequences_dir: Path) -> frozenset[str]:
+    """The sequences a confirmation can start; none when the selection file is missing or broken
+    (the web app then refuses to start, and says why)."""
+    selection, _ = load_selection_file(sequences_dir / SELECTION_FILE)
+    return selection.sequences if selection is not None else frozenset()

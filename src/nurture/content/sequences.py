@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import time
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ STEP_FIELDS = {
     "discreet_preheader",
     "when",
     "asks_to_talk",
+    "immediate",
 }
 CONDITION_FIELDS = {"hesitations_any", "hesitations_all", "hesitations_none", "discreet", "locale_in"}
 _HOURS = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
@@ -174,6 +175,20 @@ def _read_flag(reader: NodeReader, fields: dict[str, tuple[Node, Node]], name: s
     return raw == "true"
 
 
+def _read_immediate(reader: NodeReader, fields: dict[str, tuple[Node, Node]], what: str,
+                    index: int, delay: timedelta | None) -> bool:
+    """`immediate: true` belongs on the first step alone, with no delay: it means "at once"."""
+    immediate = _read_flag(reader, fields, "immediate", what)
+    if immediate and index > 0:
+        reader.problem(fields["immediate"][0], f"`immediate` is set on {what}, which is not the "
+                       "first step: only the first email can go out at once after confirming",
+                       "remove `immediate: true` from this step (later steps keep the send window)")
+    elif immediate and delay:
+        reader.problem(fields["immediate"][0], f"{what} is `immediate` but has a delay",
+                       "set `delay: 0h`, or remove `immediate: true` to keep the delay")
+    return immediate
+
+
 def _read_step(reader: NodeReader, node: Node, index: int) -> Step | None:
     fields = reader.mapping(node, f"step {index + 1}", STEP_FIELDS)
     if not fields:
@@ -198,6 +213,7 @@ def _read_step(reader: NodeReader, node: Node, index: int) -> Step | None:
     when = (read_condition(reader, fields["when"][1], f"the `when` of step '{key or '?'}'")
             if "when" in fields else None)
     asks_to_talk = _read_flag(reader, fields, "asks_to_talk", what)
+    immediate = _read_immediate(reader, fields, what, index, delay)
     if key is None or template is None or subject is None or delay is None:
         return None
     return Step(
@@ -212,6 +228,7 @@ def _read_step(reader: NodeReader, node: Node, index: int) -> Step | None:
         when=when,
         line=node.start_mark.line + 1,
         asks_to_talk=asks_to_talk,
+        immediate=immediate,
     )
 
 

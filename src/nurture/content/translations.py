@@ -13,7 +13,7 @@ import yaml
 from yaml.nodes import MappingNode, ScalarNode
 
 from nurture.domain.model import Sequence, Step
-from nurture.domain.problems import ContentProblem
+from nurture.domain.problems import ContentProblem, Severity
 from nurture.rendering.translations import (
     DEFAULT_TEXT_LOCALE,
     LOCALE_FOLDER,
@@ -136,10 +136,13 @@ def load_texts(templates_dir: Path, sequences: Mapping[str, Sequence]
                 problems.append(ContentProblem(folder, 0, f"'{folder.name}' is not a locale name",
                                                "name the folder after a locale, e.g. hi-IN"))
             elif sequence is None:
+                # A warning, as for the default templates: a templates folder may serve a
+                # sequences folder that leaves some sequences out.
                 problems.append(ContentProblem(
-                    folder, 0, f"there is no sequence '{sequence_dir.name}' for these {folder.name} "
-                    "texts", f"name the folder after a sequence key: emails/<sequence>/"
-                    f"{folder.name}/ (sequences: {', '.join(sorted(sequences))})"))
+                    folder, 0, f"there is no sequence '{sequence_dir.name}': these {folder.name} "
+                    "texts are not used", f"name the folder after a sequence key: emails/"
+                    f"<sequence>/{folder.name}/ (sequences: {', '.join(sorted(sequences))})",
+                    Severity.WARNING))
             else:
                 folders.setdefault(sequence.key, set()).add(folder.name)
                 texts += _read_locale_folder(folder, sequence, templates_dir, problems)

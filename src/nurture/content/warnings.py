@@ -1,4 +1,5 @@
-"""Warnings for marketers: unreachable steps, repeated subjects, http links, images without alt text."""
+"""Warnings for marketers: unreachable steps, repeated subjects, a first email that makes someone
+who just confirmed wait for the send window, http links, images without alt text."""
 
 from __future__ import annotations
 
@@ -46,6 +47,25 @@ def check_sequence_warnings(sequence: Sequence) -> list[ContentProblem]:
     return problems
 
 
+def check_first_step_waits(sequence: Sequence) -> list[ContentProblem]:
+    """For a sequence a confirmation starts: a warning when its first email waits for the window.
+
+    The person has just pressed the confirm button, so they are there now; at 07:00 a 09:00
+    window makes them wait two hours for the email they asked for."""
+    if not sequence.steps or sequence.window.always_open:
+        return []
+    first = sequence.steps[0]
+    if first.immediate:
+        return []
+    window = f"{sequence.window.start:%H:%M}-{sequence.window.end:%H:%M}"
+    return [_warning(sequence.source, first.line,
+                     f"step '{first.key}' is the first email after confirming, and it waits for "
+                     f"the send window ({window}): someone who confirms outside it waits hours "
+                     "for the email they just asked for",
+                     "add `immediate: true` to this step: it then goes out at once after "
+                     "confirming, and the window applies from the next step on")]
+
+
 def check_template_warnings(templates_dir: Path) -> list[ContentProblem]:
     problems: list[ContentProblem] = []
     for path in sorted(templates_dir.rglob("*")):
@@ -65,8 +85,12 @@ def check_template_warnings(templates_dir: Path) -> list[ContentProblem]:
     return problems
 
 
-def check_warnings(sequences: Mapping[str, Sequence], templates_dir: Path) -> list[ContentProblem]:
+def check_warnings(sequences: Mapping[str, Sequence], templates_dir: Path, *,
+                   confirmation_starts: frozenset[str] = frozenset()) -> list[ContentProblem]:
+    """`confirmation_starts`: the keys of the sequences a confirmation can start."""
     problems: list[ContentProblem] = []
     for sequence in sequences.values():
         problems += check_sequence_warnings(sequence)
+        if sequence.key in confirmation_starts:
+            problems += check_first_step_waits(sequence)
     return problems + check_template_warnings(templates_dir)

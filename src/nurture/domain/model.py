@@ -76,6 +76,12 @@ class SendWindow:
     start: time = time(8, 0)
     end: time = time(20, 0)
 
+    @property
+    def always_open(self) -> bool:
+        """Every day, all day: a window that never holds an email back."""
+        return self.days >= frozenset(range(7)) and self.start == time(0, 0) and \
+            self.end >= time(23, 59, 59)
+
 
 ANY_TIME = SendWindow(days=frozenset(range(7)), start=time(0, 0), end=time(23, 59, 59, 999999))
 
@@ -96,6 +102,10 @@ class Step:
     asks_to_talk: bool = False
     """The email suggests raising the topic with the partner, so it must carry the safety note
     (`nurture sequences validate` checks that its template includes the shared partial)."""
+    immediate: bool = False
+    """Only for the first step: when the person's own confirmation starts the enrollment, the step
+    is due at that moment and goes out outside the send window (they are there now); an operator's
+    enroll or a CSV import keeps the window. Later steps always keep it."""
 
 
 @dataclass(frozen=True)

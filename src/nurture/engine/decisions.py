@@ -39,6 +39,10 @@ SYSTEM_SEQUENCE = "system"
 CONFIRM_STEP = "confirm"
 LOOK_AGAIN = timedelta(hours=1)
 """How long an email waits for content that is missing (a sequence removed or being renamed)."""
+AT_ONCE_FOR = timedelta(hours=1)
+"""How long after confirming an immediate first email may still go out outside the send window.
+Enough for the first retries of a relay hiccup (1, 2, 4, 8, 16 minutes); after an hour the person
+may well have gone back to sleep, so a longer outage leaves it to the window like any other."""
 
 
 @dataclass(frozen=True)
@@ -135,13 +139,19 @@ def _step(claim: ClaimedDelivery, enrollment: EnrollmentSnapshot, content: Conte
         return _skip(claim, sequence, profile, now, "step removed from the content")
     if step.when is not None and not step.when.matches(profile):
         return _skip(claim, sequence, profile, now, "condition not met: " + step.when.describe())
-    if not in_window(sequence.window, profile.time_zone, now):
+    if not in_window(sequence.window, profile.time_zone, now) and not _at_once(
+            claim, enrollment, now):
         # Quiet hours hold even after an outage: wait for the subscriber's next window.
         return Outcome(claim.id, DeliveryStatus.QUEUED, now,
                        due_at=next_in_window(sequence.window, profile.time_zone, now),
                        error="outside send window")
     return _render(claim, content, sequence, step,
                    letterhead.links.for_subscriber(claim.subscriber.id), policy, letterhead, now)
+
+
+def _at_once(claim: ClaimedDelivery, enrollment: EnrollmentSnapshot, now: datetime) -> bool:
+    """An immediate first email, still within AT_ONCE_FOR of the confirmation that planned it."""
+    return claim.immediate and now - enrollment.enrolled_at <= AT_ONCE_FOR
 
 
 def _ended(claim: ClaimedDelivery, enrollment: EnrollmentSnapshot, now: datetime) -> Outcome | None:

@@ -12,19 +12,30 @@ from nurture.content.library import Content, UnknownSequence
 from nurture.domain.model import Profile
 from nurture.domain.people import Person, PersonInvalid, make_person
 from nurture.engine.planner import plan_next
-from nurture.engine.ports import ConsentRecord, EnrollmentStore, EnrollResult, NewEnrollment
+from nurture.engine.ports import (
+    ConsentRecord,
+    EnrollmentStore,
+    EnrollResult,
+    NewEnrollment,
+    Progress,
+)
 
 CSV_COLUMNS = ("email", "first_name", "time_zone", "hesitations")
+# Rows read between two reports of progress: rare enough to cost nothing next to the checks.
+REPORT_EVERY = 1000
 
 
 def new_enrollment(person: Person, content: Content, sequence_key: str, consent: ConsentRecord,
-                   now: datetime) -> NewEnrollment:
+                   now: datetime, *, at_confirmation: bool = False) -> NewEnrollment:
+    """`at_confirmation`: the person confirmed their address just now, so an `immediate` first
+    step goes at once; an operator's enroll or a CSV import is not them being there, and waits."""
     if sequence_key == "system":
         raise UnknownSequence("the 'system' sequence holds system emails; nobody can be enrolled in it")
     sequence = content.sequence(sequence_key)
     profile = Profile(time_zone=person.time_zone, hesitations=person.hesitations,
                       discreet=person.discreet, locale=person.locale)
-    plan = plan_next(sequence, profile, done_step_keys=frozenset(), anchor=now)
+    plan = plan_next(sequence, profile, done_step_keys=frozenset(), anchor=now,
+                     at_confirmation=at_confirmation)
     return NewEnrollment(email=person.email, first_name=person.first_name,
                          time_zone=person.time_zone, hesitations=person.hesitations,
                          discreet=person.discreet, locale=person.locale,
@@ -33,9 +44,11 @@ def new_enrollment(person: Person, content: Content, sequence_key: str, consent:
 
 
 def enroll(store: EnrollmentStore, content: Content, people: list[Person], sequence_key: str,
-           consent: ConsentRecord, now: datetime) -> list[EnrollResult]:
+           consent: ConsentRecord, now: datetime,
+           progress: Progress | None = None) -> list[EnrollResult]:
+    """Plan each person's first step, then write them all in one go; `progress` hears the write."""
     items = [new_enrollment(p, content, sequence_key, consent, now) for p in people]
-    return store.enroll(items, now=now)
+    return store.enroll(items, now=now, progress=progress)
 
 
 @dataclass(frozen=True)
@@ -44,9 +57,13 @@ class RowError:
     message: str
 
 
-def read_people_csv(path: Path) -> tuple[list[Person], list[RowError]]:
-    """Valid people and one error per rejected row; line numbers count the header as line 1."""
+def read_people_csv(path: Path,
+                    progress: Progress | None = None) -> tuple[list[Person], list[RowError]]:
+    """Valid people and one error per rejected row; line numbers count the header as line 1.
+    `progress` counts rows against the lines of the file (a quoted line break makes that total
+    a little high until the last report, which gives the true count)."""
     text = path.read_text(encoding="utf-8-sig")
+    lines = max(text.count("\n") + (0 if text.endswith("\n") else 1) - 1, 0)
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in ("email",) if c not in (reader.fieldnames or [])]
     if missing:
@@ -55,7 +72,9 @@ def read_people_csv(path: Path) -> tuple[list[Person], list[RowError]]:
     people: list[Person] = []
     errors: list[RowError] = []
     seen: set[str] = set()
-    for row in reader:
+    for rows, row in enumerate(reader, start=1):
+        if progress is not None and rows % REPORT_EVERY == 0:
+            progress(rows, max(lines, rows))
         line = reader.line_num
         try:
             person = make_person(
@@ -72,4 +91,7 @@ def read_people_csv(path: Path) -> tuple[list[Person], list[RowError]]:
             continue
         seen.add(person.email)
         people.append(person)
+    if progress is not None:
+        done = len(people) + len(errors)
+        progress(done, done)
     return people, errors

@@ -53,19 +53,28 @@ def delivery_id_from(message_id: str | None, domain: str | None = None) -> uuid.
 def read_maildir(path: Path) -> Iterator[tuple[str, bytes]]:
     """(name, bytes) of every message in the maildir's new/ and cur/ folders, in name order, read
     one at a time. Raises NotADirectoryError at once when `path` is not a maildir."""
+    return ((f"{entry.parent.name}/{entry.name}", entry.read_bytes())
+            for entry in _message_files(_maildir_folders(path)))
+
+
+def count_maildir(path: Path) -> int:
+    """How many messages `read_maildir` would read, without reading them."""
+    return sum(1 for _ in _message_files(_maildir_folders(path)))
+
+
+def _maildir_folders(path: Path) -> list[Path]:
     folders = [folder for folder in (path / "new", path / "cur") if folder.is_dir()]
     if not folders:
         raise NotADirectoryError(f"{path} is not a maildir (it has no cur/ or new/ folder)")
-    return _maildir_messages(folders)
+    return folders
 
 
-def _maildir_messages(folders: Seq[Path]) -> Iterator[tuple[str, bytes]]:
+def _message_files(folders: Seq[Path]) -> Iterator[Path]:
     for folder in folders:
         for entry in sorted(folder.iterdir()):
             # Dot files are hidden by convention; tmp/ (messages being written) is never read.
             if entry.is_file() and not entry.name.startswith("."):
-                yield f"{folder.name}/{entry.name}", entry.read_bytes()
-
+                yield entry
 
 
 def apply_feedback(

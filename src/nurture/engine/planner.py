@@ -42,6 +42,8 @@ class Plan:
     """Aware UTC, already moved into the send window; None exactly when `step` is None."""
     skipped: tuple[Skip, ...] = ()
     """Steps passed over on the way, in sequence order (also when `step` is None)."""
+    immediate: bool = False
+    """The step is due at once after the person's own confirmation, outside the send window."""
 
     def __post_init__(self) -> None:
         if (self.step is None) != (self.due_at is None):
@@ -55,6 +57,7 @@ class Plan:
             step_key=self.step.key,
             due_at=self.due_at,
             skipped=tuple((skip.step_key, skip.reason) for skip in self.skipped),
+            immediate=self.immediate,
         )
 
 
@@ -66,6 +69,8 @@ class TimelineEntry:
     skipped_reason: str | None
     """For a skipped step the due times are when its delay ran out, not moved into the window."""
     moved_by_window: bool
+    immediate: bool = False
+    """Due at once after confirming, outside the send window."""
 
 
 def in_window(window: SendWindow, time_zone: str, at: datetime) -> bool:
@@ -104,8 +109,13 @@ def plan_next(
     *,
     done_step_keys: frozenset[str],
     anchor: datetime,
+    at_confirmation: bool = False,
 ) -> Plan:
-    """The next step for an enrollment whose last email went out (or which began) at `anchor`."""
+    """The next step for an enrollment whose last email went out (or which began) at `anchor`.
+
+    `at_confirmation`: the enrollment begins now, at `anchor`, because the person confirmed their
+    address. Its first step, when `immediate`, is then due at `anchor` itself, outside the window.
+    """
     due = _aware(anchor, "anchor")
     skipped: list[Skip] = []
     for step in _remaining(sequence, done_step_keys):
@@ -115,6 +125,8 @@ def plan_next(
         if reason is not None:
             skipped.append(Skip(step.key, reason))
             continue
+        if at_confirmation and step.immediate and not done_step_keys and step is sequence.steps[0]:
+            return Plan(step=step, due_at=due, skipped=(), immediate=True)
         return Plan(
             step=step,
             due_at=next_in_window(sequence.window, profile.time_zone, due),
@@ -123,14 +135,19 @@ def plan_next(
     return Plan(step=None, due_at=None, skipped=tuple(skipped))
 
 
-def timeline(sequence: Sequence, profile: Profile, *, start: datetime) -> list[TimelineEntry]:
-    """Every step with its due time, as if each email went out exactly when due (for previews)."""
+def timeline(sequence: Sequence, profile: Profile, *, start: datetime,
+             at_confirmation: bool = False) -> list[TimelineEntry]:
+    """Every step with its due time, as if each email went out exactly when due (for previews).
+
+    `at_confirmation`: the person joins by confirming their address at `start` (an immediate first
+    step goes at once); by default an operator or a CSV import enrolls them then."""
     zone = ZoneInfo(profile.time_zone)
     entries: list[TimelineEntry] = []
     done: set[str] = set()
     anchor = _aware(start, "start")
     while True:
-        plan = plan_next(sequence, profile, done_step_keys=frozenset(done), anchor=anchor)
+        plan = plan_next(sequence, profile, done_step_keys=frozenset(done), anchor=anchor,
+                         at_confirmation=at_confirmation and not done)
         # plan_next gives no per-skip times; rebuild each slot from the same delays it summed.
         slot = anchor
         for skip in plan.skipped:
@@ -154,6 +171,7 @@ def timeline(sequence: Sequence, profile: Profile, *, start: datetime) -> list[T
                 due_at_local=plan.due_at.astimezone(zone),
                 skipped_reason=None,
                 moved_by_window=plan.due_at != slot,
+                immediate=plan.immediate,
             )
         )
         done.add(plan.step.key)

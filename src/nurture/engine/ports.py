@@ -7,13 +7,18 @@ The store package implements the store ports with SQLAlchemy; `smtp.transports` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple, Protocol, runtime_checkable
 from uuid import UUID
+
+Progress = Callable[[int, int], None]
+"""How long work tells whoever watches how far it has come: (done so far, total), both in the work's
+own units (rows, people, messages). The command line draws it; the core never imports a drawing
+library, and a caller that watches nothing passes `None`."""
 
 
 class DeliveryKind(StrEnum):
@@ -87,6 +92,9 @@ class ClaimedDelivery:
     unreadable: str | None = None
     """Why the subscriber's encrypted fields could not be read (a data key missing from
     NURTURE_DATA_KEYS); such a delivery is retried later, never sent without them."""
+    immediate: bool = False
+    """The first step, due at once after the person's own confirmation: the send window does not
+    hold it (nor its retries soon after)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,8 @@ class NextDelivery:
     due_at: datetime
     skipped: tuple[tuple[str, str], ...] = ()
     """(step key, reason) of steps passed over on the way; recorded as `skipped` rows."""
+    immediate: bool = False
+    """Due at once after the person's own confirmation: sent outside the send window."""
 
 
 @dataclass(frozen=True)
@@ -207,10 +217,12 @@ class EnrollResult:
 
 
 class EnrollmentStore(Protocol):
-    def enroll(self, items: Seq[NewEnrollment], *, now: datetime) -> list[EnrollResult]:
+    def enroll(self, items: Seq[NewEnrollment], *, now: datetime,
+               progress: Progress | None = None) -> list[EnrollResult]:
         """Create or update subscribers (status active) and enroll them; an address that is
         suppressed or already enrolled in the sequence is not enrolled again (created=False, reason).
-        Many items go in one transaction with bulk statements (10,000 in a few seconds)."""
+        Many items go in one transaction with bulk statements (10,000 in a few seconds);
+        `progress` hears how many items are written, a slice at a time."""
         ...
 
 

@@ -1,10 +1,10 @@
 """The local catch-all mail server of the embedded default: keeps every message it receives as an
-.eml file in the outbox folder and shows them in a small web inbox on 127.0.0.1."""
+.eml file in the outbox folder and shows them in a small web inbox on 127.0.0.1 (its pages are
+in mailcatcher_pages)."""
 
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
 import os
 import re
@@ -13,9 +13,6 @@ import tempfile
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,44 +23,19 @@ from urllib.parse import urlsplit
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from nurture.smtp.mailcatcher_pages import (
+    CONTENT_SECURITY_POLICY,
+    list_page,
+    message_page,
+    page,
+    read_message,
+)
+
 logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
-LISTED_AT_MOST = 500
-LEADING_DOCTYPE = re.compile(r"\A\s*(<!doctype[^>]*>)?", re.IGNORECASE)
 NAME_PATTERN = re.compile(r"\d{8}T\d{6}\d{6}Z-\d{6}\.eml")
-SHOWN_HEADERS = (
-    "From",
-    "To",
-    "Cc",
-    "Subject",
-    "Date",
-    "Message-ID",
-    "List-Unsubscribe",
-    "List-Unsubscribe-Post",
-)
-# Scripts are blocked twice: by this policy (which srcdoc frames inherit) and by the frame's sandbox.
-# Images may load so that a preview looks like the real thing. The policy keeps other sites out of
-# the frame, so links in a preview open in a new tab (the sandbox allows that popup, nothing else).
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data: http: https:; "
-    "frame-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-FRAME_SANDBOX = "allow-popups allow-popups-to-escape-sandbox"
-STYLE = """
-body { font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 60rem; padding: 1rem;
-       color: #1d1d1f; background: #fafafa; }
-h1 { font-size: 1.3rem; } a { color: #0a58ca; }
-table { border-collapse: collapse; width: 100%; background: #fff; }
-th, td { text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #e3e3e3;
-         vertical-align: top; overflow-wrap: anywhere; }
-th { font-weight: 600; white-space: nowrap; }
-iframe { width: 100%; height: 70vh; border: 1px solid #ccc; background: #fff; }
-pre { white-space: pre-wrap; background: #fff; border: 1px solid #e3e3e3; padding: .8rem; }
-.muted { color: #6e6e73; }
-"""
-
-
+__all__ = ["CONTENT_SECURITY_POLICY", "MailCatcher", "MailCatcherError", "run_mailcatcher"]
 class MailCatcherError(Exception):
     """The mail catcher cannot start, typically because a port is taken."""
 
@@ -137,100 +109,6 @@ class _InboxServer(ThreadingHTTPServer):
     outbox: _Outbox
 
 
-def _read(path: Path, *, headers_only: bool = False) -> EmailMessage:
-    with path.open("rb") as file:
-        return BytesParser(policy=policy.default).parse(file, headersonly=headers_only)
-
-
-def _header(message: EmailMessage, name: str) -> str:
-    try:
-        value = message[name]
-    except Exception:  # a header too malformed to parse must not take the page down: show it raw
-        raw = [v for k, v in message.raw_items() if k.lower() == name.lower()]
-        return str(raw[0]) if raw else ""
-    return "" if value is None else str(value)
-
-
-def _body(message: EmailMessage, subtype: str) -> str | None:
-    part = message.get_body(preferencelist=(subtype,))
-    if part is None:
-        return None
-    try:
-        return cast(str, cast(EmailMessage, part).get_content())
-    except (LookupError, ValueError) as error:  # unknown charset, bad encoding
-        return f"(cannot decode the {subtype} part: {error})"
-
-
-def _page(title: str, body: str) -> bytes:
-    return (
-        "<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
-        '<meta name=viewport content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
-        f"<body>{body}</body></html>\n"
-    ).encode()
-
-
-def _list_page(outbox: _Outbox) -> bytes:
-    names = outbox.names()
-    rows = []
-    for name in names[:LISTED_AT_MOST]:
-        try:
-            message = _read(outbox.folder / name, headers_only=True)
-        except FileNotFoundError:
-            continue  # deleted since the listing
-        link = f"/m/{name}"
-        subject = _header(message, "Subject") or "(no subject)"
-        rows.append(
-            f"<tr><td class=muted>{html.escape(_header(message, 'Date'))}</td>"
-            f"<td>{html.escape(_header(message, 'To'))}</td>"
-            f'<td><a href="{html.escape(link)}">{html.escape(subject)}</a></td></tr>'
-        )
-    count = (
-        f"{len(names)} message(s)"
-        if len(names) <= LISTED_AT_MOST
-        else f"newest {LISTED_AT_MOST} of {len(names)} messages"
-    )
-    table = (
-        "<table><thead><tr><th>Date</th><th>To</th><th>Subject</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
-        if rows
-        else "<p>No messages yet.</p>"
-    )
-    return _page(
-        "Outbox",
-        f"<h1>Outbox</h1><p class=muted>{count} in {html.escape(str(outbox.folder))}</p>{table}",
-    )
-
-
-def _message_page(name: str, message: EmailMessage) -> bytes:
-    header_rows = "".join(
-        f"<tr><th>{html.escape(header)}</th><td>{html.escape(_header(message, header))}</td></tr>"
-        for header in SHOWN_HEADERS
-        if header in message
-    )
-    parts = [
-        f'<p><a href="/">&larr; Outbox</a> · <a href="/raw/{html.escape(name)}">raw message</a></p>',
-        f"<h1>{html.escape(_header(message, 'Subject') or '(no subject)')}</h1>",
-        f"<table>{header_rows}</table>",
-    ]
-    html_body = _body(message, "html")
-    if html_body is not None:
-        # srcdoc is an attribute: html.escape(quote=True) keeps the email's markup from closing it,
-        # and the sandbox (no allow-scripts, no allow-same-origin) keeps its scripts inert.
-        # After any doctype, so that the email's own rendering mode is kept.
-        preview = LEADING_DOCTYPE.sub(lambda m: f"{m[0]}<base target=_blank>", html_body, count=1)
-        parts.append(
-            f'<h2>HTML</h2><iframe sandbox="{FRAME_SANDBOX}" title="HTML part" '
-            f'srcdoc="{html.escape(preview, quote=True)}"></iframe>'
-        )
-    text_body = _body(message, "plain")
-    if text_body is not None:
-        parts.append(f"<h2>Text</h2><pre>{html.escape(text_body)}</pre>")
-    if html_body is None and text_body is None:
-        parts.append("<p class=muted>No text or HTML part.</p>")
-    return _page(_header(message, "Subject") or name, "".join(parts))
-
-
 class _InboxHandler(BaseHTTPRequestHandler):
     server: _InboxServer
     server_version = "nurture-mailcatcher"
@@ -248,11 +126,12 @@ class _InboxHandler(BaseHTTPRequestHandler):
         html_type = "text/html; charset=utf-8"
         try:
             if path == "/":
-                self._send(HTTPStatus.OK, html_type, _list_page(outbox), with_body)
+                self._send(HTTPStatus.OK, html_type, list_page(outbox.folder, outbox.names()),
+                           with_body)
                 return
             if path.startswith("/m/") and (file := outbox.path(path.removeprefix("/m/"))):
-                page = _message_page(file.name, _read(file))
-                self._send(HTTPStatus.OK, html_type, page, with_body)
+                shown = message_page(file.name, read_message(file))
+                self._send(HTTPStatus.OK, html_type, shown, with_body)
                 return
             if path.startswith("/raw/") and (file := outbox.path(path.removeprefix("/raw/"))):
                 # text/plain + nosniff: readable in the browser, never rendered as HTML.
@@ -260,7 +139,7 @@ class _InboxHandler(BaseHTTPRequestHandler):
                 return
         except FileNotFoundError:
             pass  # deleted between the check and the read
-        not_found = _page("Not found", '<h1>Not found</h1><p><a href="/">Outbox</a></p>')
+        not_found = page("Not found", '<h1>Not found</h1><p><a href="/">Outbox</a></p>')
         self._send(HTTPStatus.NOT_FOUND, html_type, not_found, with_body)
 
     def _send(self, status: HTTPStatus, content_type: str, body: bytes, with_body: bool) -> None:

@@ -205,7 +205,8 @@ def delivery_rows(
 
     Columns that start out NULL are left out: fewer values to convert on the hot path."""
 
-    def row(step_key: str, status: DeliveryStatus, due_at: datetime, reason: str | None) -> Row:
+    def row(step_key: str, status: DeliveryStatus, due_at: datetime, reason: str | None,
+            immediate: bool = False) -> Row:
         return {
             "id": uuid.uuid4(),
             "kind": DeliveryKind.STEP.value,
@@ -218,8 +219,11 @@ def delivery_rows(
             "skip_reason": reason,
             "content_version": content_version,
             "created_at": now,
+            # Always given: a bulk insert takes the columns of its first row for every row.
+            "immediate": immediate,
         }
 
     rows = [row(key, DeliveryStatus.SKIPPED, now, reason) for key, reason in planned.skipped]
-    rows.append(row(planned.step_key, DeliveryStatus.QUEUED, planned.due_at, None))
+    rows.append(row(planned.step_key, DeliveryStatus.QUEUED, planned.due_at, None,
+                    planned.immediate))
     return rows

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -151,6 +152,8 @@ class Delivery(Base):
     content_version: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The first step, planned at the person's own confirmation: not held by the send window.
+    immediate: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Suppression(Base):

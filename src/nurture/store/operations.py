@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from nurture.engine.ports import DeliveryStatus, SubscriberStatus
+from nurture.engine.ports import DeliveryStatus, Progress, SubscriberStatus
 from nurture.store.models import (
     Delivery,
     SchedulerHeartbeat,
@@ -29,6 +29,8 @@ _LEFT = (SubscriberStatus.UNSUBSCRIBED.value, SubscriberStatus.BOUNCED.value,
          SubscriberStatus.COMPLAINED.value)
 # SMTP replies often quote the recipient: such text is personal data too.
 _ADDRESS = re.compile(r"[^\s<>\"']+@[^\s<>\"']+")
+# Subscribers purged between two reports of progress.
+PURGE_REPORT_EVERY = 500
 
 
 def beat(engine: Engine, owner: str, *, now: datetime, sent: int, content_version: str | None,
@@ -86,12 +88,14 @@ def heartbeats(engine: Engine) -> list[SchedulerHeartbeat]:
         return list(session.scalars(select(SchedulerHeartbeat).order_by(SchedulerHeartbeat.owner)))
 
 
-def purge_departed(engine: Engine, *, older_than: datetime, now: datetime) -> int:
+def purge_departed(engine: Engine, *, older_than: datetime, now: datetime,
+                   progress: Progress | None = None) -> int:
     """Strip personal data of people who left before `older_than`; keep their delivery history.
 
     The address stays only as its hash in the suppression list; the subscriber row keeps no
     address, name or answers; consent events lose IP and user agent; SMTP error texts that quote
-    an address are cut. Returns how many subscribers were purged.
+    an address are cut. Returns how many subscribers were purged; `progress` hears (purged so
+    far, all to purge) as it goes.
     """
     with engine.begin() as conn:
         rows = conn.execute(
@@ -99,6 +103,8 @@ def purge_departed(engine: Engine, *, older_than: datetime, now: datetime) -> in
             .where(Subscriber.status.in_(_LEFT), Subscriber.updated_at < older_than)
         ).all()
         if not rows:
+            if progress is not None:
+                progress(0, 0)
             return 0
         ids = [row.id for row in rows]
         known = set(conn.execute(select(Suppression.address_sha256).where(
@@ -108,10 +114,12 @@ def purge_departed(engine: Engine, *, older_than: datetime, now: datetime) -> in
                if digest not in known]
         if new:
             conn.execute(suppression_table.insert(), new)
-        for row in rows:
+        for done, row in enumerate(rows, start=1):
             conn.execute(update(subscriber_table).where(subscriber_table.c.id == row.id).values(
                 email=f"erased-{row.id.hex}@invalid", first_name=None, hesitations=[],
                 status=SubscriberStatus.ERASED.value, updated_at=now))
+            if progress is not None and (done % PURGE_REPORT_EVERY == 0 or done == len(rows)):
+                progress(done, len(rows))
         conn.execute(update(consent_event_table).where(consent_event_table.c.subscriber_id.in_(ids))
                      .values(ip=None, user_agent=None))
         for delivery_id, error in conn.execute(

@@ -56,6 +56,8 @@ class Enroller:
                 self._selection = selection
 
     def plan(self, account: Account, consent: ConsentRecord, now: datetime) -> NewEnrollment:
+        """The enrollment of someone who confirms their address at `now`: they are there now, so
+        an `immediate` first step is due at once."""
         self._refresh()
         content = self._content.current
         key = self._selection.choose(account.profile)
@@ -66,4 +68,4 @@ class Enroller:
         person = Person(email=account.email, first_name=account.first_name,
                         time_zone=account.time_zone, hesitations=account.hesitations,
                         discreet=account.discreet, locale=account.locale)
-        return new_enrollment(person, content, key, consent, now)
+        return new_enrollment(person, content, key, consent, now, at_confirmation=True)

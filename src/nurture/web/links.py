@@ -14,8 +14,9 @@ from starlette.concurrency import run_in_threadpool
 
 from nurture.content.library import UnknownSequence
 from nurture.domain.problems import ContentInvalid
+from nurture.engine.ports import NewEnrollment
 from nurture.services.events import CONSULT_BOOKED, PARTNER_SAID_YES, STARTED_SOLO, record_event
-from nurture.store.accounts.types import ConfirmOutcome
+from nurture.store.accounts.types import Account, ConfirmOutcome
 from nurture.web.context import WebContext
 from nurture.web.dependencies import (
     BookedToken,
@@ -59,10 +60,14 @@ async def confirm(subscriber: ConfirmToken, form: CheckedForm, web: Web, caller:
     await speak_for(web, subscriber)
     now = web.clock()
     record = caller.consent("confirm", web.web_source)
+    planned: list[NewEnrollment] = []
+
+    def plan(account: Account) -> NewEnrollment:
+        planned.append(web.enroller.plan(account, record, now))
+        return planned[-1]
+
     try:
-        outcome = await run_in_threadpool(
-            web.accounts.confirm, subscriber, now=now,
-            plan=lambda account: web.enroller.plan(account, record, now))
+        outcome = await run_in_threadpool(web.accounts.confirm, subscriber, now=now, plan=plan)
     except (UnknownSequence, ContentInvalid):
         log.exception("confirmation could not enroll")
         return message_page(web, 503, "We couldn't finish just now",
@@ -75,7 +80,11 @@ async def confirm(subscriber: ConfirmToken, form: CheckedForm, web: Web, caller:
                             "This address has left the list since the link was sent. If you'd "
                             "like the emails again, please sign up again.", link="/",
                             link_text="Sign up again")
-    return web.pages.render("confirmed.html",
+    first = planned[-1].first_delivery if planned and outcome is ConfirmOutcome.CONFIRMED else None
+    # What the page promises follows the plan: due now (an immediate first step, or inside the
+    # window), later in the person's daytime, or nothing new (confirmed before).
+    first_email = None if first is None else "now" if first.due_at <= now else "later"
+    return web.pages.render("confirmed.html", first_email=first_email,
                             preferences_url=f"/p/{web.signer.sign('preferences', subscriber)}")
 
 

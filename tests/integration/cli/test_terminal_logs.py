@@ -13,13 +13,12 @@ from tests.support.terminal import Terminal, on_terminal, plain
 
 @pytest.fixture
 def env(cli_env: dict[str, str]) -> dict[str, str]:
-    settings = dict(cli_env, NURTURE_LOG_LEVEL="INFO", TERM="xterm-256color")
-    settings.pop("NO_COLOR", None)
-    return settings
+    return dict(cli_env, NURTURE_LOG_LEVEL="INFO")
 
 
 def test_console_lines_on_a_terminal(env: dict[str, str]) -> None:
-    code, output = on_terminal("db", "upgrade", env=env)
+    run = on_terminal("db", "upgrade", env=env)
+    code, output = run.returncode, run.terminal
     assert code == 0, output
     line = next(line for line in plain(output).splitlines() if "upgraded" in line)
     time, level, event = line.split(maxsplit=2)
@@ -32,7 +31,8 @@ def test_console_lines_on_a_terminal(env: dict[str, str]) -> None:
 @pytest.mark.parametrize("plain_terminal", [{"NO_COLOR": "1"}, {"TERM": "dumb"}])
 def test_no_colour_when_the_terminal_has_none(env: dict[str, str],
                                               plain_terminal: dict[str, str]) -> None:
-    code, output = on_terminal("db", "upgrade", env=dict(env, **plain_terminal))
+    run = on_terminal("db", "upgrade", env=env, overrides=plain_terminal)
+    code, output = run.returncode, run.terminal
     assert code == 0 and " INFO " in output and "\x1b[" not in output
 
 
@@ -45,7 +45,8 @@ def test_json_lines_when_piped(env: dict[str, str]) -> None:
 
 
 def test_json_on_a_terminal_when_told(env: dict[str, str]) -> None:
-    code, output = on_terminal("db", "upgrade", env=dict(env, NURTURE_LOG_FORMAT="json"))
+    run = on_terminal("db", "upgrade", env=dict(env, NURTURE_LOG_FORMAT="json"))
+    code, output = run.returncode, run.terminal
     assert code == 0, output
     # stdout shares the terminal: its one line of result is not a log line.
     lines = [line for line in plain(output).splitlines() if line.strip()

@@ -223,6 +223,19 @@ def test_the_sequence_page_shows_steps_delays_conditions_and_the_timeline(admin:
     assert bad.status_code == 422 and "IANA time zone" in bad.text
 
 
+def test_the_timeline_shows_the_first_email_at_once_after_confirming(admin: AdminWeb) -> None:
+    # The harness's selection sends everyone who confirms to the sample sequence.
+    page = admin.signed_in().get("/admin/sequences/sample?reasons=stigma&zone=Asia/Kolkata"
+                                 "&start=2026-03-03T03:00")
+    assert page.status_code == 200, page.text
+    assert "confirming their address Tue 03 Mar 2026 03:00 IST" in page.text
+    welcome = page.text[page.text.index('class="timeline-item'):]
+    welcome = welcome[:welcome.index("</li>")]
+    assert "Tue 03 Mar 2026 03:00 IST" in welcome
+    assert "at once after confirming, whatever the send window" in welcome
+    assert "Thu 05 Mar 2026 09:00 IST" in page.text, "the second step keeps its window"
+
+
 def test_previews_differ_by_persona_and_cannot_run_scripts(admin: AdminWeb) -> None:
     browser = admin.signed_in()
     stigma = browser.get("/admin/preview/sample/understanding?reasons=stigma&name=Asha")

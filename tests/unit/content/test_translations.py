@@ -339,3 +339,14 @@ def test_the_email_is_marked_in_the_language_of_its_body(tmp_path: Path) -> None
     translated = load_content(*write_content(tmp_path / "2", locales={"hi-IN.yaml": HINDI_LOCALE}))
     hindi = render(translated.library, dict(translated.sequences), "first", "hi-IN")
     assert '<html lang="hi-IN" dir="ltr">' in hindi.html
+
+
+def test_texts_for_a_sequence_that_is_not_there_are_a_warning(tmp_path: Path) -> None:
+    sequences_dir, templates = write_content(tmp_path)
+    stray = templates / "emails" / "nosuch" / "hi-IN"
+    stray.mkdir(parents=True)
+    (stray / "welcome.md").write_text(HINDI_FRONT + HINDI_BODY, encoding="utf-8")
+    _, _, problems = check_content(sequences_dir, templates, rules=False)
+    [problem] = problems
+    assert problem.severity is Severity.WARNING and problem.path == stray
+    assert "no sequence 'nosuch'" in problem.message and "probe" in problem.fix

@@ -18,6 +18,7 @@ from nurture.scheduler.housekeeping import Housekeeping
 from nurture.scheduler.reap_leases import ReapLeases
 from nurture.scheduler.reload_content import ReloadContent
 from nurture.services.metrics import SchedulerMetrics
+from nurture.services.retention import Purged
 from tests.support.clock import T0
 from tests.support.paths import ROOT
 
@@ -171,37 +172,29 @@ def test_a_failed_reap_is_logged_and_does_not_escape(caplog: pytest.LogCaptureFi
 # -- housekeeping ----------------------------------------------------------------------------------
 
 
-def test_housekeeping_purges_with_the_cutoff_from_the_clock(
-        caplog: pytest.LogCaptureFixture) -> None:
-    departed, unconfirmed = Calls(returns=2), Calls(returns=1)
+def test_housekeeping_purges_as_of_the_clock(caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock(T0 + timedelta(days=40))
-    job = Housekeeping(purge_departed=departed, purge_unconfirmed=unconfirmed,
-                       retention=timedelta(days=30), clock=clock)
+    purge = Calls(returns=Purged(departed=2, unconfirmed=1, cutoff=T0 + timedelta(days=10)))
+    job = Housekeeping(purge=purge, clock=clock)
     job.run()
-    assert departed.calls == [{"args": (), "older_than": T0 + timedelta(days=10),
-                               "now": T0 + timedelta(days=40)}]
-    assert unconfirmed.calls == [{"args": (), "older_than": T0 + timedelta(days=10)}]
-    (purge,) = caplog.records
-    assert (purge.getMessage(), purge.departed, purge.unconfirmed) == (  # type: ignore[attr-defined]
+    assert purge.calls == [{"args": (), "now": T0 + timedelta(days=40)}]
+    (purged,) = caplog.records
+    assert (purged.getMessage(), purged.departed, purged.unconfirmed) == (  # type: ignore[attr-defined]
         "retention purge", 2, 1)
 
 
 def test_housekeeping_with_nothing_to_purge_is_quiet(caplog: pytest.LogCaptureFixture) -> None:
-    job = Housekeeping(purge_departed=Calls(returns=0), purge_unconfirmed=Calls(returns=0),
-                       retention=timedelta(days=30), clock=FakeClock())
+    job = Housekeeping(purge=Calls(returns=Purged(departed=0, unconfirmed=0, cutoff=T0)),
+                       clock=FakeClock())
     job.run()
     assert not caplog.records
 
 
 def test_a_failed_housekeeping_is_logged_and_does_not_escape(
         caplog: pytest.LogCaptureFixture) -> None:
-    unconfirmed = Calls(returns=0)
-    job = Housekeeping(purge_departed=Calls(error=ConnectionError("gone")),
-                       purge_unconfirmed=unconfirmed, retention=timedelta(days=30),
-                       clock=FakeClock())
+    job = Housekeeping(purge=Calls(error=ConnectionError("gone")), clock=FakeClock())
     job.run()
     assert [r.getMessage() for r in caplog.records] == ["housekeeping failed; it runs again later"]
-    assert unconfirmed.calls == []
 
 
 # -- content reload --------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any, Final
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.engine import Connection
 
-from nurture.engine.ports import EnrollmentStatus, SubscriberStatus
+from nurture.engine.ports import EnrollmentStatus, Progress, SubscriberStatus
 from nurture.store.accounts.statements import is_suppressed, suppress
 from nurture.store.accounts.types import Account, EnrollmentState
 from nurture.store.models import (
@@ -146,9 +146,10 @@ class PersonalData:
         log.info("subscriber erased")
         return True
 
-    def purge_unconfirmed(self, *, older_than: datetime) -> int:
+    def purge_unconfirmed(self, *, older_than: datetime, progress: Progress | None = None) -> int:
         """Delete signups never confirmed and untouched since `older_than` (housekeeping): data
-        given without a confirmed address is not kept indefinitely. Returns how many."""
+        given without a confirmed address is not kept indefinitely. Returns how many; `progress`
+        hears (deleted so far, all to delete) after each chunk."""
         require_aware("older_than", older_than)
         with self._engine.begin() as conn:
             ids = list(conn.scalars(
@@ -163,6 +164,10 @@ class PersonalData:
                 for table in (delivery_table, enrollment_table, consent_event_table):
                     conn.execute(delete(table).where(table.c.subscriber_id.in_(chunk)))
                 conn.execute(delete(subscriber_table).where(subscriber_table.c.id.in_(chunk)))
+                if progress is not None:
+                    progress(start + len(chunk), len(ids))
+        if progress is not None and not ids:
+            progress(0, 0)
         if ids:
             log.info("purged unconfirmed signups", extra={"count": len(ids)})
         return len(ids)

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from nurture.engine.ports import ConsentRecord, NewEnrollment
+from nurture.engine.ports import ConsentRecord, NewEnrollment, Progress
 from nurture.store.accounts.personal_data import PersonalData
 from nurture.store.accounts.preferences import Preferences
 from nurture.store.accounts.signup import Signups
@@ -92,9 +92,9 @@ class AccountStore:
         """Delete the subscriber and all their rows, keeping the address hash suppressed."""
         return self._personal_data.erase(subscriber_id, now=now)
 
-    def purge_unconfirmed(self, *, older_than: datetime) -> int:
+    def purge_unconfirmed(self, *, older_than: datetime, progress: Progress | None = None) -> int:
         """Delete signups never confirmed and untouched since `older_than`; returns how many."""
-        return self._personal_data.purge_unconfirmed(older_than=older_than)
+        return self._personal_data.purge_unconfirmed(older_than=older_than, progress=progress)
 
     def is_suppressed(self, email: str) -> bool:
         return self._personal_data.is_suppressed(email)

@@ -24,6 +24,7 @@ from nurture.engine.ports import (
     LiveState,
     NewEnrollment,
     Outcome,
+    Progress,
     SubscriberStatus,
 )
 from nurture.store.enrollment_rows import EnrollmentBatch, plan_enrollments
@@ -143,7 +144,9 @@ class MemoryStore:
 
     # -- EnrollmentStore -----------------------------------------------------------------------
 
-    def enroll(self, items: Seq[NewEnrollment], *, now: datetime) -> list[EnrollResult]:
+    def enroll(
+        self, items: Seq[NewEnrollment], *, now: datetime, progress: Progress | None = None
+    ) -> list[EnrollResult]:
         require_aware("now", now)
         if not items:
             return []
@@ -159,6 +162,8 @@ class MemoryStore:
             len(items),
             len(batch.new_subscribers),
         )
+        if progress is not None:
+            progress(len(items), len(items))
         return batch.results
 
     def _plan(self, items: Seq[NewEnrollment], now: datetime) -> EnrollmentBatch:

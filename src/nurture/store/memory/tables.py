@@ -94,6 +94,7 @@ class DeliveryRecord(Record):
     skip_reason: str | None = None
     content_version: str | None = None
     sent_at: datetime | None = None
+    immediate: bool = False
 
     def held_by(self, owner: str) -> bool:
         return self.lease_owner == owner and self.status == DeliveryStatus.SENDING.value
@@ -253,6 +254,7 @@ class Tables:
             ),
             enrollment=enrollment,
             suppressed=self.is_suppressed(subscriber.email),
+            immediate=record.immediate,
         )
 
     def live_state(self, record: DeliveryRecord) -> LiveState:

@@ -130,6 +130,7 @@ class Claims:
                         Delivery.step_key,
                         Delivery.due_at,
                         Delivery.attempts,
+                        Delivery.immediate,
                         Subscriber.id.label("subscriber_id"),
                         Subscriber.email,
                         # Read as stored and decrypted row by row below: one value written
@@ -203,6 +204,7 @@ def _claimed(row: Any, done: Mapping[uuid.UUID, set[str]], suppressed: bool) -> 
         enrollment=enrollment,
         suppressed=suppressed,
         unreadable=unreadable,
+        immediate=row.immediate,
     )
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from nurture.engine.ports import EnrollResult, NewEnrollment
+from nurture.engine.ports import EnrollResult, NewEnrollment, Progress
 from nurture.store.enrollment_rows import EnrollmentBatch, plan_enrollments
 from nurture.store.models import (
     Enrollment,
@@ -31,6 +31,9 @@ from nurture.store.sql.suppressions import suppressed_hashes
 log = logging.getLogger(__name__)
 
 ATTEMPTS: Final = 3
+# Items planned and written at a time, all in the one transaction: progress can be told between
+# slices, and a slice's statements are few enough that the slicing costs nothing measurable.
+SLICE: Final = 2000
 
 
 class Enrollments:
@@ -38,15 +41,16 @@ class Enrollments:
         self._engine = engine
         self._bulk = Bulk(engine)
 
-    def enroll(self, items: Seq[NewEnrollment], *, now: datetime) -> list[EnrollResult]:
+    def enroll(
+        self, items: Seq[NewEnrollment], *, now: datetime, progress: Progress | None = None
+    ) -> list[EnrollResult]:
         require_aware("now", now)
         if not items:
             return []
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 with self._engine.begin() as conn:
-                    batch = self._plan(conn, items, now)
-                    self._write(conn, batch)
+                    results, created, new = self._enroll_slices(conn, items, now, progress)
             except IntegrityError:
                 # Another process created one of these subscribers or enrollments after our
                 # reads (PostgreSQL; SQLite serializes writers): read again and redo the batch.
@@ -54,14 +58,27 @@ class Enrollments:
                     raise
                 log.info("enroll batch raced with another writer; retrying (%d)", attempt)
                 continue
-            log.info(
-                "enrolled %d of %d (%d new subscribers)",
-                batch.created,
-                len(items),
-                len(batch.new_subscribers),
-            )
-            return batch.results
+            log.info("enrolled %d of %d (%d new subscribers)", created, len(items), new)
+            return results
         raise AssertionError("unreachable")
+
+    def _enroll_slices(
+        self, conn: Connection, items: Seq[NewEnrollment], now: datetime,
+        progress: Progress | None,
+    ) -> tuple[list[EnrollResult], int, int]:
+        """Plan and write slice after slice in the caller's transaction: a later slice reads what
+        an earlier one wrote, so an address twice in `items` is refused as in one batch."""
+        results: list[EnrollResult] = []
+        created = new = 0
+        for start in range(0, len(items), SLICE):
+            batch = self._plan(conn, items[start : start + SLICE], now)
+            self._write(conn, batch)
+            results.extend(batch.results)
+            created += batch.created
+            new += len(batch.new_subscribers)
+            if progress is not None:
+                progress(min(start + SLICE, len(items)), len(items))
+        return results, created, new
 
     def _plan(self, conn: Connection, items: Seq[NewEnrollment], now: datetime) -> EnrollmentBatch:
         emails = sorted({item.email for item in items})

@@ -16,6 +16,7 @@ from nurture.engine.ports import (
     LiveState,
     NewEnrollment,
     Outcome,
+    Progress,
     SubscriberStatus,
 )
 from nurture.store.sql.claims import Claims
@@ -80,8 +81,10 @@ class SqlStore:
 
     # -- EnrollmentStore -----------------------------------------------------------------------
 
-    def enroll(self, items: Seq[NewEnrollment], *, now: datetime) -> list[EnrollResult]:
-        return self._enrollments.enroll(items, now=now)
+    def enroll(
+        self, items: Seq[NewEnrollment], *, now: datetime, progress: Progress | None = None
+    ) -> list[EnrollResult]:
+        return self._enrollments.enroll(items, now=now, progress=progress)
 
     # -- FeedbackStore (bounces and complaints) ------------------------------------------------
 

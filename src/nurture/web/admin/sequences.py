@@ -52,6 +52,8 @@ def _due(entry: TimelineEntry | None, start: datetime) -> tuple[str, str, tuple[
     if entry is None:
         return "", "", ()
     notes: list[str] = []
+    if entry.immediate:
+        notes.append("at once after confirming, whatever the send window")
     if entry.moved_by_window:
         notes.append("moved into the send window")
     if entry.due_at_local.utcoffset() != start.utcoffset():
@@ -95,16 +97,20 @@ def sequence_context(admin: AdminContext, key: str, choice: PersonaChoice) -> di
         return None
     start = choice.start_at()
     timeline_error = ""
+    # People join the sequences of the selection rules by confirming their address.
+    by_confirming = sequence.key in content.confirmation_starts
     try:
         entries = {entry.step_key: entry
-                   for entry in timeline(sequence, choice.persona().profile, start=start)}
+                   for entry in timeline(sequence, choice.persona().profile, start=start,
+                                         at_confirmation=by_confirming)}
     except ValueError as error:
         entries, timeline_error = {}, str(error)
     steps = [step_view(admin, content, sequence, step, choice, entries.get(step.key), start)
              for step in sequence.steps]
     return {"sequence": sequence, "window": describe_window(sequence),
             "exit_on": sorted(sequence.exit_on), "steps": steps,
-            "timeline_error": timeline_error, "start_text": f"{start:%a %d %b %Y %H:%M %Z}"}
+            "timeline_error": timeline_error, "start_text": f"{start:%a %d %b %Y %H:%M %Z}",
+            "by_confirming": by_confirming}
 
 
 async def sequence_page(admin: AdminContext, request: Request, user: str, key: str,
