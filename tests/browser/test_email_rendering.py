@@ -186,3 +186,56 @@ def test_the_phone_styles_win_over_the_inlined_ones(emails: Emails, email_page: 
     _, size = page.evaluate(style, ".content")
     assert (padding, size) == ("28px", "17px")
 
+
+
+# -- locales with texts of their own ------------------------------------------------------------
+
+LOCALE_WIDTHS: Final = (375, 1280)
+
+
+def text_locales() -> list[str]:
+    """The locales that have email texts of their own in templates/emails/<sequence>/<locale>/:
+    the test runs for each one as soon as its folder lands."""
+    emails = TEMPLATES / "emails"
+    return sorted({folder.name for sequence in emails.iterdir()
+                   if sequence.is_dir() and sequence.name != "partials"
+                   for folder in sequence.iterdir() if folder.is_dir()})
+
+
+@pytest.mark.parametrize("locale", text_locales() or [pytest.param("none", marks=pytest.mark.skip(
+    reason="no locale has email texts of its own yet"))])
+def test_each_locale_reads_on_a_phone_and_a_desktop(locale: str, emails: Emails, email_page: Page,
+                                                    artifacts_dir: Path) -> None:
+    """Every email in the locale's own texts at 375 and 1280 px: its lang on the page, no
+    horizontal scrolling, the footer links visible, contrast, and a screenshot of each."""
+    who = dataclasses.replace(PERSONAS[0], recipient=dataclasses.replace(
+        PERSONAS[0].recipient, first_name="मीरा",
+        profile=dataclasses.replace(PERSONAS[0].recipient.profile, locale=locale)))
+    page = email_page
+    problems: list[str] = []
+    rendered = 0
+    for sequence in emails.sequences:
+        for step in sequence.steps:
+            if emails.library.localize(sequence, step, locale).sources["body"] != locale:
+                continue
+            email = emails.library.render(sequence, step, who.recipient, who.links, BRAND)
+            rendered += 1
+            page.set_content(email.html, wait_until="load")
+            tag = emails.library.locale_data(locale).language.tag
+            assert page.evaluate("document.documentElement.lang") == tag
+            for width in LOCALE_WIDTHS:
+                page.set_viewport_size({"width": width, "height": 800})
+                scroll_width, wide = a11y.horizontal_overflow(page, width)
+                if scroll_width > width + 1:
+                    problems.append(f"{sequence.key}/{step.key}@{width}: {scroll_width} px wide, "
+                                    f"sticking out: {wide}")
+                problems.extend(f"{sequence.key}/{step.key}@{width}: {problem}"
+                                for problem in a11y.link_problems(
+                                    page, {"unsubscribe": who.links.unsubscribe_url,
+                                           "settings": who.links.preferences_url}, width))
+                problems.extend(f"{sequence.key}/{step.key}@{width}: {finding}"
+                                for finding in a11y.contrast_findings(page))
+                page.screenshot(path=artifacts_dir / f"email-{locale}-{sequence.key}-{step.key}"
+                                f"-{width}.png", full_page=True)
+    assert rendered > 0, f"no step has {locale} texts"
+    assert problems == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import html
 import json
 from datetime import datetime
@@ -164,7 +165,7 @@ def cmd_send_test(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     from nurture.store.database import ensure_migrated, make_engine
-    from nurture.store.stats import DELIVERY_COLUMNS, ordered, step_stats
+    from nurture.store.stats import DELIVERY_COLUMNS, ordered, step_stats, step_stats_by_locale
 
     engine = make_engine(settings.database_url)
     ensure_migrated(engine)
@@ -173,17 +174,28 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
         content.sequence(args.sequence)
     order = {key: [s.key for s in seq.steps] for key, seq in content.sequences.items()}
     since = parse_instant(args.since) if args.since else None
-    rows = ordered(step_stats(engine, sequence=args.sequence, since=since), order)
+    if args.by_locale:
+        found = step_stats_by_locale(engine, sequence=args.sequence, since=since)
+        rows = ordered(found if args.locale is None else
+                       {k: v for k, v in found.items() if v.locale == args.locale}, order)
+    else:
+        rows = ordered(step_stats(engine, sequence=args.sequence, since=since,
+                                  locale=args.locale), order)
     if args.json:
         say(json.dumps([r.as_dict() for r in rows], indent=2))
         return 0
     from nurture.cli.tables import for_a_person, print_stats
 
     if for_a_person():
-        print_stats(rows)
+        # One table per sequence and locale: each locale's funnel on its own.
+        print_stats([dataclasses.replace(r, sequence=f"{r.sequence} ({r.locale})")
+                     for r in sorted(rows, key=lambda r: (r.sequence, r.locale or ""))]
+                    if args.by_locale else rows)
         return 0
-    headers = ["sequence", "step", *DELIVERY_COLUMNS, "unsubscribed", "paused", "converted"]
-    table = [[r.sequence, r.step, *(str(r.counts.get(c, 0)) for c in DELIVERY_COLUMNS),
+    by = ["locale"] if args.by_locale else []
+    headers = ["sequence", "step", *by, *DELIVERY_COLUMNS, "unsubscribed", "paused", "converted"]
+    table = [[r.sequence, r.step, *([r.locale or ""] if args.by_locale else []),
+              *(str(r.counts.get(c, 0)) for c in DELIVERY_COLUMNS),
               str(r.unsubscribed_after), str(r.paused_after), str(r.converted_after)]
              for r in rows]
     widths = [max(len(h), *(len(row[i]) for row in table)) if table else len(h)
@@ -200,7 +212,8 @@ def _persona_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--persona", action="append", metavar="KEY=VALUE",
                         help="reasons=stigma,fear_of_blame name=Asha locale=en-IN discreet=true")
     parser.add_argument("--discreet", action="store_true", help="preview discreet mode")
-    parser.add_argument("--locale", help="e.g. en-IN")
+    parser.add_argument("--locale", help="e.g. en-IN or hi-IN: the texts and locale data of that "
+                        "locale (falling back as a subscriber's would)")
 
 
 def register(commands: Commands) -> None:
@@ -239,6 +252,9 @@ def register(commands: Commands) -> None:
     stats.add_argument("sequence", nargs="?")
     stats.add_argument("--since", help="only enrollments and deliveries since this date")
     stats.add_argument("--json", action="store_true")
+    stats.add_argument("--locale", help="only subscribers in this locale, e.g. hi-IN")
+    stats.add_argument("--by-locale", action="store_true",
+                       help="a row per step and subscribers' locale")
     stats.set_defaults(handler=cmd_stats)
 
 

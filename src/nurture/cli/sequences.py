@@ -20,9 +20,19 @@ def cmd_sequences_validate(settings: Settings, args: argparse.Namespace) -> int:
     if library is not None and not errors:
         from nurture.content.readability import readability_report
 
-        say("readability (Flesch reading ease of each step's text, higher is easier):")
+        say("readability of each step's text (English: Flesch reading ease, higher is easier; "
+            "other languages: words per sentence and share of long words, lower is easier):")
         for item in readability_report(sequences, library):
-            say(f"  {item.sequence}/{item.step}: {item.score:.0f}")
+            where = "" if item.locale == "en" else f" [{item.locale}]"
+            mark = "" if item.passes else "  (hard to read)"
+            say(f"  {item.sequence}/{item.step}{where}: {item.describe()}{mark}")
+    if library is not None:
+        from nurture.content.translations import coverage_table
+
+        files = library.locales.keys()
+        for line in coverage_table(sequences, library.translations, files,
+                                   {key: library.locales.chain(key) for key in files}):
+            say(line)
     steps = sum(len(s.steps) for s in sequences.values())
     say(f"{len(sequences)} sequence(s), {steps} step(s): {len(errors)} error(s), "
            f"{len(warnings)} warning(s)")

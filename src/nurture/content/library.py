@@ -15,6 +15,7 @@ from nurture.content.rules import check_rules
 from nurture.content.safety import check_talk_safety
 from nurture.content.selection import confirmation_sequences
 from nurture.content.sequences import load_sequence_file
+from nurture.content.translations import load_texts, localized_steps
 from nurture.content.warnings import check_warnings
 from nurture.domain.model import Sequence
 from nurture.domain.problems import ContentInvalid, ContentProblem, Severity
@@ -98,6 +99,9 @@ def _check_templates(library: TemplateLibrary, sequences: Mapping[str, Sequence]
     for sequence in sequences.values():
         for step in sequence.steps:
             problems.extend(library.check_step(sequence, step))
+    for sequence, step, text in localized_steps(sequences, library.translations):
+        problems.extend(library.check_step(sequence, step, where=(text.path, 1),
+                                           locales=(text.locale,)))
     return problems
 
 
@@ -122,9 +126,11 @@ def check_content(sequences_dir: Path, templates_dir: Path, *, rules: bool = Tru
     if problems:
         return {}, None, problems
     sequences = _load_sequences(sequences_dir, problems)
-    library = TemplateLibrary(templates_dir)
+    translations, found = load_texts(templates_dir, sequences)
+    problems.extend(found)
+    library = TemplateLibrary(templates_dir, translations=translations)
     problems.extend(_check_templates(library, sequences))
-    problems.extend(check_talk_safety(sequences, templates_dir))
+    problems.extend(check_talk_safety(sequences, templates_dir, library.translations))
     problems.extend(check_warnings(sequences, templates_dir,
                                    confirmation_starts=confirmation_sequences(sequences_dir)))
     if rules and not any(p.severity is Severity.ERROR for p in problems):

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from nurture.content.readability import step_score
+import regex
+
+from nurture.content.readability import step_readings, text_locale_rule
 from nurture.content.samples import (
     SAMPLE_BRAND,
     SAMPLE_LINKS,
@@ -27,7 +29,9 @@ from nurture.rendering.library import TemplateLibrary
 from nurture.rendering.types import Links, RenderedEmail
 
 # Words that would tell someone glancing at an inbox what these emails are about. Matched
-# case-insensitively as whole words, with plural and possessive endings.
+# case-insensitively as whole words, with plural and possessive endings. Every locale's list
+# (`discreet: {revealing_words: [...]}` in templates/locales/*.yaml) adds to this one, since a
+# text may fall back to English.
 DEFAULT_REVEALING_WORDS: Final[frozenset[str]] = frozenset(
     {
         "therapy",
@@ -106,11 +110,20 @@ def _footer_needs(library: TemplateLibrary, persona: Persona, links: Links) -> d
     return needs
 
 
-def _word_pattern(words: frozenset[str]) -> re.Pattern[str] | None:
+# A word is letters with their combining marks and joiners: Devanagari vowel signs and viramas are
+# marks, which `re`'s \w and \b do not count as part of a word (a test shows it).
+_LETTER: Final = r"[\p{L}\p{M}\p{N}\u200c\u200d]"
+# English plurals and possessives; the Hindi plural and oblique endings of nouns.
+_ENDINGS: Final = r"(?:s|es|'s|’s|ों|ें|ियों|ियाँ|ियां|ओं|एँ|एं)?"
+
+
+def word_pattern(words: frozenset[str]) -> regex.Pattern[str] | None:
+    """Any of the words as a whole word, in any script, with its plural endings."""
     if not words:
         return None
-    alternatives = "|".join(re.escape(word) for word in sorted(words, key=len, reverse=True))
-    return re.compile(rf"(?<![A-Za-z])({alternatives})(?:s|es|'s|’s)?(?![A-Za-z])", re.IGNORECASE)
+    alternatives = "|".join(regex.escape(word) for word in sorted(words, key=len, reverse=True))
+    return regex.compile(rf"(?<!{_LETTER})({alternatives}){_ENDINGS}(?!{_LETTER})",
+                         regex.IGNORECASE | regex.VERSION1)
 
 
 def _booking_pattern(patterns: tuple[str, ...]) -> re.Pattern[str]:
@@ -138,13 +151,24 @@ class _StepProblems:
         self.found.setdefault(kind, ContentProblem(path, line, message, fix, severity))
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Rules:
-    revealing: re.Pattern[str] | None
+    library: TemplateLibrary
+    words: frozenset[str] | None
+    """The revealing words for every locale; None: the default list and each locale's own."""
     booking: re.Pattern[str]
     separator: str | None
     links: Links
-    readability_floor: float
+    readability_floor: float | None
+    patterns: dict[str, regex.Pattern[str] | None] = dataclasses.field(default_factory=dict)
+
+    def revealing(self, locale: str) -> regex.Pattern[str] | None:
+        if locale not in self.patterns:
+            words = self.words
+            if words is None:
+                words = DEFAULT_REVEALING_WORDS | self.library.locales.revealing_words(locale)
+            self.patterns[locale] = word_pattern(words)
+        return self.patterns[locale]
 
 
 def _check_footer(library: TemplateLibrary, links: Links, persona: Persona, email: RenderedEmail,
@@ -160,22 +184,28 @@ def _check_footer(library: TemplateLibrary, links: Links, persona: Persona, emai
                 )
 
 
-def _check_discreet_words(revealing: re.Pattern[str], email: RenderedEmail, out: _StepProblems) -> None:
+def _check_discreet_words(revealing: regex.Pattern[str], library: TemplateLibrary,
+                          persona: Persona, email: RenderedEmail, out: _StepProblems) -> None:
+    text = library.translations.get(out.sequence.key, out.step.key, persona.locale)
     for field, value in (("subject", email.subject), ("preheader", email.preheader)):
         match = revealing.search(value)
         if match:
+            where = (text.path, text.lines.get(f"discreet_{field}", 1)) if text else None
             out.add(
                 f"revealing {field} {match.group(0).lower()}",
                 f"step '{out.step.key}': the discreet {field} reveals the topic with "
                 f"'{match.group(0)}': \"{value}\"",
                 f"write a `discreet_{field}:` that names neither therapy nor the "
                 'relationship, e.g. "A note for this week"',
+                where=where,
             )
 
 
-def _discreet_block(library: TemplateLibrary, step: Step) -> tuple[Path, int]:
+def _discreet_block(library: TemplateLibrary, sequence: Sequence, step: Step,
+                    locale: str) -> tuple[Path, int]:
     """The body template and the line of its first `{% if discreet %}` (1 when it has none)."""
-    path = library.templates_dir / "emails" / step.template
+    template = library.localize(sequence, step, locale).step.template
+    path = library.templates_dir / "emails" / template
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
@@ -188,7 +218,8 @@ def _check_discreet_opening(rules: _Rules, library: TemplateLibrary, persona: Pe
                             email: RenderedEmail, out: _StepProblems) -> None:
     # The body's opening: a short body may end sooner, and the crisis footer must name its lines.
     opening = body_text(email.text, rules.separator)[:DISCREET_OPENING_CHARS]
-    match = rules.revealing.search(opening) if rules.revealing is not None else None
+    revealing = rules.revealing(persona.locale)
+    match = revealing.search(opening) if revealing is not None else None
     if match:
         word = match.group(0)
         out.add(
@@ -198,7 +229,7 @@ def _check_discreet_opening(rules: _Rules, library: TemplateLibrary, persona: Pe
             "open the discreet version with at least two neutral sentences in the "
             "{% if discreet %} block at the top of the template, so that what a glance shows names "
             "neither therapy nor the relationship",
-            where=_discreet_block(library, out.step),
+            where=_discreet_block(library, out.sequence, out.step, persona.locale),
         )
 
 
@@ -228,8 +259,9 @@ def _check_step(
         )
     for persona, email in renders.emails:
         _check_footer(library, rules.links, persona, email, out)
-        if persona.discreet and rules.revealing is not None:
-            _check_discreet_words(rules.revealing, email, out)
+        revealing = rules.revealing(persona.locale)
+        if persona.discreet and revealing is not None:
+            _check_discreet_words(revealing, library, persona, email, out)
             _check_discreet_opening(rules, library, persona, email, out)
         if early:
             _check_early_booking(rules, persona, email, out)
@@ -240,23 +272,39 @@ def _check_step(
             "correct the template errors reported for this step",
         )
         return
-    score = step_score(renders, rules.separator)
-    if score is not None and score < rules.readability_floor:
+    for reading in step_readings(library, out.sequence, step.key, renders, rules.separator,
+                                 rules.readability_floor):
+        if reading.passes:
+            continue
+        rule = text_locale_rule(library, reading.locale)
+        limit = (f"below {rules.readability_floor or rule.flesch_floor:g}"
+                 if reading.measure == "flesch" else
+                 f"limits {rule.max_words_per_sentence:g} words per sentence and "
+                 f"{rule.max_long_word_share:.0%} long words")
+        where = _text_place(library, out.sequence, step, reading.locale)
         out.add(
-            "readability",
-            f"step '{step.key}': the text reads with difficulty (Flesch reading ease {score:.1f}, "
-            f"below {rules.readability_floor:g})",
+            f"readability {reading.locale}",
+            f"step '{step.key}': the {reading.locale} text reads with difficulty "
+            f"({reading.describe()}; {limit})",
             "use shorter sentences and everyday words",
             Severity.WARNING,
+            where=where,
         )
+
+
+def _text_place(library: TemplateLibrary, sequence: Sequence, step: Step, locale: str
+                ) -> tuple[Path, int] | None:
+    """The locale's own file for the step, when the texts read there are not the default's."""
+    text = library.translations.get(sequence.key, step.key, locale)
+    return (text.path, 1) if text is not None else None
 
 
 def check_rules(
     sequences: Mapping[str, Sequence],
     library: TemplateLibrary,
     *,
-    revealing_words: frozenset[str] = DEFAULT_REVEALING_WORDS,
-    readability_floor: float = DEFAULT_READABILITY_FLOOR,
+    revealing_words: frozenset[str] | None = None,
+    readability_floor: float | None = None,
     booking_patterns: tuple[str, ...] = DEFAULT_BOOKING_PATTERNS,
 ) -> list[ContentProblem]:
     """Render every step for a set of personas and check the rules; problems point at the step line.
@@ -265,10 +313,12 @@ def check_rules(
     the locale's helpline directory and framing when it has them) in either part; a missing
     discreet_subject; a revealing word in a discreet subject, preheader, or the first 300 characters
     of a discreet text part; a step before consult-invitation that asks to book; a step that cannot
-    be rendered. Warning: a body whose Flesch reading ease is below `readability_floor`.
+    be rendered. Warning: a body that reads with difficulty by its locale's measure (English:
+    Flesch reading ease below the locale's floor, or `readability_floor` when given).
     """
     rules = _Rules(
-        revealing=_word_pattern(revealing_words),
+        library=library,
+        words=revealing_words,
         booking=_booking_pattern(booking_patterns),
         separator=footer_separator(library),
         links=SAMPLE_LINKS,

@@ -60,22 +60,25 @@ class StepRenders:
 
 def _locales(library: TemplateLibrary) -> list[str]:
     found = {path.stem for path in (library.templates_dir / "locales").glob("*.yaml")}
-    return sorted(found | {_FALLBACK_LOCALE})
+    return sorted(found | {_FALLBACK_LOCALE} | library.translations.locales)
 
 
 def _personas(library: TemplateLibrary) -> list[Persona]:
     """Few, because each distinct email costs a CSS inlining: no reason (the general sections) and
     every reason (every section and combination), in both modes; a nameless discreet reader (the
-    other branch of `{% if first_name %}`); and each further locale's footer and resources."""
-    personas = [
-        Persona(reasons, discreet, _FALLBACK_LOCALE, _SAMPLE_NAME)
-        for reasons, discreet in itertools.product((frozenset(), KNOWN_REASONS), (False, True))
-    ]
-    personas.append(Persona(frozenset(), True, _FALLBACK_LOCALE, None))
+    other branch of `{% if first_name %}`), in the default texts and in each locale's own; and
+    each further locale's footer and resources."""
+    personas: list[Persona] = []
+    for locale in [_FALLBACK_LOCALE, *sorted(library.translations.locales - {_FALLBACK_LOCALE})]:
+        personas += [
+            Persona(reasons, discreet, locale, _SAMPLE_NAME)
+            for reasons, discreet in itertools.product((frozenset(), KNOWN_REASONS), (False, True))
+        ]
+        personas.append(Persona(frozenset(), True, locale, None))
     personas += [
         Persona(frozenset(), False, locale, _SAMPLE_NAME)
         for locale in _locales(library)
-        if locale != _FALLBACK_LOCALE
+        if locale != _FALLBACK_LOCALE and locale not in library.translations.locales
     ]
     return personas
 

@@ -145,10 +145,15 @@ def _check_autolinks(source: str, path: Path, out: _Problems) -> None:
         )
 
 
-def check_step(composer: Composer, locales: Locales, sequence: Sequence, step: Step) -> list[ContentProblem]:
-    """Problems with a step's templates, as file:line with a fix; empty when it can render."""
+def check_step(composer: Composer, locales: Locales, sequence: Sequence, step: Step, *,
+               where: Where | None = None, locales_to_try: tuple[str, ...] | None = None
+               ) -> list[ContentProblem]:
+    """Problems with a step's templates, as file:line with a fix; empty when it can render.
+
+    `where` is where the subject lines are written (by default the step in its sequence file);
+    the trial render uses `locales_to_try` (by default every locale file)."""
     out = _Problems()
-    at_step = (sequence.source, step.line)
+    at_step = where or (sequence.source, step.line)
     _check_step_strings(composer, step, at_step, out)
     body = _parse_body(composer, step, at_step, out)
     if body is None:
@@ -159,17 +164,19 @@ def check_step(composer: Composer, locales: Locales, sequence: Sequence, step: S
     if step.template.endswith(".md"):
         _check_autolinks(source, path, out)
     if out.only_warnings():
-        out.found.extend(_trial_render(composer, locales, sequence, step, path))
+        tried = locales_to_try if locales_to_try is not None else tuple(locales.keys())
+        out.found.extend(_trial_render(composer, locales, sequence, step, path, at_step, tried))
     return out.found
 
 
 def _trial_render(
-    composer: Composer, locales: Locales, sequence: Sequence, step: Step, path: Path
+    composer: Composer, locales: Locales, sequence: Sequence, step: Step, path: Path,
+    at_step: Where, tried: tuple[str, ...],
 ) -> list[ContentProblem]:
     """Renders the step for a few personas, to catch what only shows at run time."""
     problems: dict[str, ContentProblem] = {}
     personas = itertools.product(
-        locales.keys(),
+        tried,
         (frozenset(), KNOWN_REASONS),
         (False, True),
         ("", "Sam"),
@@ -190,7 +197,7 @@ def _trial_render(
         except Exception as error:
             message = f"subject or preheader fails (locale {locale}): {type(error).__name__}: {error}"
             problems.setdefault(
-                message, ContentProblem(sequence.source, step.line, message, "correct the expression")
+                message, ContentProblem(at_step[0], at_step[1], message, "correct the expression")
             )
         try:
             composer.body_parts(step, context, discreet=discreet)

@@ -4,7 +4,7 @@ preheader, the body as HTML and as text, and the layouts around them (not yet in
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -17,6 +17,7 @@ from nurture.domain.model import Profile, Sequence, Step
 from nurture.rendering.escaping import one_line
 from nurture.rendering.mime import from_header
 from nurture.rendering.text import html_to_text, markdown_to_text, tidy_text
+from nurture.rendering.translations import is_locale_body, without_front_matter
 from nurture.rendering.types import Brand, LocaleData
 from nurture.rendering.vocabulary import BOOKING_FIELDS, HTML_LAYOUT, PARTNER_PAGE_PATH, TEXT_LAYOUT
 
@@ -74,6 +75,8 @@ def template_context(
         "hesitations": profile.hesitations,
         "discreet": profile.discreet,
         "locale": profile.locale,
+        "language": locale.language,
+        "texts": locale.email_texts,
         "sequence": sequence.key,
         "step": step.key,
         "crisis": locale.crisis,
@@ -85,13 +88,24 @@ def template_context(
     }
 
 
+class _Loader(jinja2.FileSystemLoader):
+    """The templates folder, with the subject lines of a per-locale body left out of its text."""
+
+    def get_source(self, environment: jinja2.Environment, template: str
+                   ) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        if is_locale_body(template):
+            source = without_front_matter(source)
+        return source, filename, uptodate
+
+
 class Composer:
     """The Jinja sandbox over one templates folder, and the parts of an email it renders."""
 
     def __init__(self, templates_dir: Path) -> None:
         self.templates_dir = templates_dir
         self.env = ImmutableSandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(templates_dir),
+            loader=_Loader(templates_dir),
             autoescape=_is_html_template,
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,

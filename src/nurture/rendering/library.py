@@ -5,6 +5,7 @@ Marketer templates run in Jinja's sandbox; CSS is inlined once per distinct stru
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +26,16 @@ from nurture.rendering.escaping import ESCAPERS, UNSAFE_CHARS, URL, Context, che
 from nurture.rendering.locales import Locales
 from nurture.rendering.placeholders import Placeholders
 from nurture.rendering.text import wrap_line, wrap_text
-from nurture.rendering.types import Brand, CacheStats, Links, LocaleData, Recipient, RenderedEmail
+from nurture.rendering.translations import Localized, Translations
+from nurture.rendering.types import (
+    Brand,
+    CacheStats,
+    Language,
+    Links,
+    LocaleData,
+    Recipient,
+    RenderedEmail,
+)
 from nurture.rendering.vocabulary import HTML_LAYOUT, TEXT_LAYOUT
 
 # The same options for the fast and the naive path: the equivalence test depends on it.
@@ -70,8 +80,10 @@ class TemplateLibrary:
     Load a new library for each content version; nothing here re-reads files that changed.
     """
 
-    def __init__(self, templates_dir: Path, *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+    def __init__(self, templates_dir: Path, *, cache_size: int = DEFAULT_CACHE_SIZE,
+                 translations: Translations | None = None) -> None:
         self.templates_dir = templates_dir
+        self.translations = translations or Translations()
         self._composer = Composer(templates_dir)
         self._placeholders = Placeholders()
         self._facts: dict[tuple[str, ...], StepFacts] = {}
@@ -82,9 +94,35 @@ class TemplateLibrary:
         """The locale's data: exact match ("en-IN"), then its language ("en"), then "en"."""
         return self._locales.find(locale)
 
-    def check_step(self, sequence: Sequence, step: Step) -> list[ContentProblem]:
-        """Problems with a step's templates, as file:line with a fix; empty when it can render."""
-        return check_step(self._composer, self._locales, sequence, step)
+    @property
+    def locales(self) -> Locales:
+        return self._locales
+
+    def localize(self, sequence: Sequence, step: Step, locale: str) -> Localized:
+        """The step with the texts a reader in `locale` gets: their locale's own where it has
+        them, else along its fallback chain to the default texts (each fallback logged)."""
+        return self.translations.localize(sequence, step, self._locales.chain(locale))
+
+    def _reader_locale(self, locale: str, localized: Localized) -> LocaleData:
+        """The locale's data, its language that of the body the reader gets: a Hindi reader of
+        a sequence not yet in Hindi gets an email marked English (lang=, dir=)."""
+        data = self.locale_data(locale)
+        body = localized.sources["body"]
+        if body.split("-", 1)[0].lower() == data.language.tag.split("-", 1)[0].lower():
+            return data
+        found = self.locale_data(body)
+        same = found.language.tag.split("-", 1)[0].lower() == body.split("-", 1)[0].lower()
+        language = found.language if same else Language(name=body, tag=body)
+        return dataclasses.replace(data, language=language)
+
+    def check_step(self, sequence: Sequence, step: Step, *, where: tuple[Path, int] | None = None,
+                   locales: tuple[str, ...] | None = None) -> list[ContentProblem]:
+        """Problems with a step's templates, as file:line with a fix; empty when it can render.
+
+        `where` is where its subject lines are written (the step's line in its sequence file by
+        default); `locales` those to try it in (every locale file by default)."""
+        return check_step(self._composer, self._locales, sequence, step, where=where,
+                          locales_to_try=locales)
 
     def check_layouts(self) -> list[ContentProblem]:
         """Problems with the layouts (and the locale files whose footer they show)."""
@@ -95,8 +133,10 @@ class TemplateLibrary:
     ) -> RenderedEmail:
         """The email for one recipient, from the cached inlined structure when there is one."""
         profile = recipient.profile
+        localized = self.localize(sequence, step, profile.locale)
+        step = localized.step
         values = _personal_values(recipient, links)
-        locale = self.locale_data(profile.locale)
+        locale = self._reader_locale(profile.locale, localized)
         context = template_context(sequence, step, profile, locale, brand=brand, values=values)
         from_header, subject, preheader = self._composer.headers(step, context, brand, profile.discreet)
         structure = self._structure(sequence, step, profile, locale, brand, values)
@@ -231,8 +271,10 @@ class TemplateLibrary:
         layout; the layout, subject and HTML bodies get the real values directly.
         """
         profile = recipient.profile
+        localized = self.localize(sequence, step, profile.locale)
+        step = localized.step
         values = _personal_values(recipient, links)
-        locale = self.locale_data(profile.locale)
+        locale = self._reader_locale(profile.locale, localized)
         context = template_context(sequence, step, profile, locale, brand=brand, values=values)
         from_header, subject, preheader = self._composer.headers(step, context, brand, profile.discreet)
         if step.template.endswith(".md"):

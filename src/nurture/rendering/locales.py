@@ -1,9 +1,12 @@
-"""The locale files of templates/locales/: the crisis footer, resources and booking link per locale,
+"""The locale files of templates/locales/: the crisis footer, resources, booking link, language,
+discreet words, readability rule and the layouts' words per locale,
 read and checked (each problem with its file, line and fix), and the lookup from a subscriber's
 locale to the file that serves it."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -12,12 +15,23 @@ from typing import Any, Final, TypeGuard
 import yaml
 
 from nurture.domain.problems import ContentProblem
-from nurture.rendering.types import CrisisDirectory, CrisisInfo, CrisisLine, Language, LocaleData
+from nurture.rendering.types import (
+    CrisisDirectory,
+    CrisisInfo,
+    CrisisLine,
+    Language,
+    LocaleData,
+    ReadabilityRule,
+)
+from nurture.rendering.vocabulary import EMAIL_TEXTS
+
+log = logging.getLogger(__name__)
 
 LOCALE_FALLBACK: Final = "en"
 RESOURCE_FIELDS: Final = ("title", "kind", "description", "url")
 RESOURCE_KINDS: Final = frozenset({"article", "video", "guide"})
 DIRECTIONS: Final = frozenset({"ltr", "rtl"})
+MEASURES: Final = frozenset({"flesch", "sentences", "none"})
 _FORMAT_FIX: Final = "follow the format of locales/en.yaml"
 
 # Where in a locale file something is: keys and list indexes, e.g. ("crisis", "lines", 0, "name").
@@ -115,6 +129,61 @@ def parse_language(key: str, raw: object) -> Language:
                     direction=direction, fallback=tuple(fallback_raw))
 
 
+def parse_revealing_words(raw: object) -> tuple[str, ...]:
+    """`discreet: {revealing_words: [...]}`: the locale's words that name the topic."""
+    if raw is None:
+        return ()
+    words = raw.get("revealing_words", []) if isinstance(raw, dict) else None
+    if not isinstance(words, list) or not all(isinstance(w, str) and w.strip() for w in words):
+        raise LocaleError("discreet.revealing_words must be a list of words",
+                          at=("discreet", "revealing_words"))
+    return tuple(word.strip() for word in words)
+
+
+def parse_readability(raw: object, language: Language) -> ReadabilityRule:
+    """`readability`: measure (flesch, sentences or none) and its limits. Without the block,
+    English is measured by Flesch and any other language by sentence and word length."""
+    english = language.tag.split("-", 1)[0].lower() == "en"
+    default = ReadabilityRule(measure="flesch" if english else "sentences")
+    if raw is None:
+        return default
+    at: KeyPath = ("readability",)
+    if not isinstance(raw, dict):
+        raise LocaleError("'readability' must be a mapping with a measure", at=at)
+    measure = raw.get("measure", default.measure)
+    if measure not in MEASURES:
+        raise LocaleError("readability.measure must be flesch, sentences or none",
+                          at=(*at, "measure"))
+    limits: dict[str, float] = {}
+    for name in ("flesch_floor", "max_words_per_sentence", "max_long_word_share",
+                 "long_word_graphemes"):
+        value = raw.get(name, getattr(default, name))
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise LocaleError(f"readability.{name} must be a number", at=(*at, name))
+        limits[name] = value
+    return ReadabilityRule(measure=measure, flesch_floor=limits["flesch_floor"],
+                           max_words_per_sentence=limits["max_words_per_sentence"],
+                           max_long_word_share=limits["max_long_word_share"],
+                           long_word_graphemes=int(limits["long_word_graphemes"]))
+
+
+def parse_email_texts(raw: object) -> Mapping[str, str]:
+    """`email`: the layouts' words in this locale, any of the fields of EMAIL_TEXTS."""
+    if raw is None:
+        return MappingProxyType({})
+    if not _is_text_mapping(raw):
+        raise LocaleError("'email' must be a mapping of texts", at=("email",))
+    for name in raw:
+        if name not in EMAIL_TEXTS:
+            raise LocaleError(f"unknown field email.{name}; use one of: {', '.join(EMAIL_TEXTS)}",
+                              at=("email", name))
+    return MappingProxyType(dict(raw))
+
+
+def _language_of(locale: str) -> str:
+    return locale.split("-", 1)[0].lower()
+
+
 def _is_text_mapping(value: object) -> TypeGuard[dict[str, str]]:
     return isinstance(value, dict) and all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -181,9 +250,12 @@ def _parse_locale(key: str, path: Path, source: _Source) -> LocaleData:
     booking_raw = raw.get("booking", {})
     if not _is_text_mapping(booking_raw):
         raise LocaleError("'booking' must be a mapping with url and label", at=("booking",))
+    language = parse_language(key, raw.get("language"))
     return LocaleData(key=key, crisis=info, resources=resources, path=path,
-                      booking=MappingProxyType(dict(booking_raw)),
-                      language=parse_language(key, raw.get("language")))
+                      booking=MappingProxyType(dict(booking_raw)), language=language,
+                      revealing_words=parse_revealing_words(raw.get("discreet")),
+                      readability=parse_readability(raw.get("readability"), language),
+                      email_texts=parse_email_texts(raw.get("email")))
 
 
 def rule_problems(data: LocaleData, line_of: Callable[[KeyPath], int]) -> list[ContentProblem]:
@@ -239,6 +311,7 @@ class Locales:
                 continue
             self._data[_normalize_locale(path.stem)] = data
             self.rule_problems.extend(rule_problems(data, source.line_of))
+        self._data = {key: self._completed(data) for key, data in self._data.items()}
         if LOCALE_FALLBACK not in self._data:
             self.problems.append(
                 ContentProblem(
@@ -248,6 +321,21 @@ class Locales:
                     "create locales/en.yaml with the generic crisis footer",
                 )
             )
+
+    def _completed(self, data: LocaleData) -> LocaleData:
+        """The file's data with each of the layouts' words it lacks taken from its chain (then
+        English); a word taken from another language is logged."""
+        texts: dict[str, str] = {}
+        for name, english in EMAIL_TEXTS.items():
+            source, text = next(((key, found.email_texts[name]) for key in self.chain(data.key)
+                                 if (found := self._data.get(_normalize_locale(key))) is not None
+                                 and name in found.email_texts), (LOCALE_FALLBACK, english))
+            texts[name] = text
+            if _language_of(source) != _language_of(data.key):
+                log.info("email text fell back to another locale",
+                         extra={"locale": data.key, "used_locale": source, "sequence": "",
+                                "step": "", "field": f"email.{name}"})
+        return dataclasses.replace(data, email_texts=MappingProxyType(texts))
 
     def keys(self) -> list[str]:
         """The file names (without ".yaml") of the usable locale files, sorted."""
@@ -269,6 +357,13 @@ class Locales:
             if data is not None:
                 return data
         raise LookupError(f"no locale data for {locale!r} and no {LOCALE_FALLBACK}.yaml")
+
+    def revealing_words(self, locale: str) -> frozenset[str]:
+        """The revealing words of every locale file in the locale's chain: a text may fall back
+        to any of them."""
+        return frozenset(word for key in self.chain(locale)
+                         if (data := self._data.get(_normalize_locale(key))) is not None
+                         for word in data.revealing_words)
 
     def languages(self) -> dict[str, Language]:
         """Each usable locale's language block, by locale name: what the language switch offers."""

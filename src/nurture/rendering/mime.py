@@ -9,13 +9,14 @@ import re
 import secrets
 from collections.abc import Mapping
 from datetime import datetime
-from email.header import Header
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime, parseaddr
 from types import MappingProxyType
 from typing import Any, Final
+
+import regex
 
 from nurture.rendering.escaping import MAILTO, UNSAFE_CHARS, URL, check_url, one_line
 from nurture.rendering.types import Links, RenderedEmail
@@ -43,6 +44,14 @@ _RESERVED_HEADERS: Final = frozenset(
 _NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
 _PLAIN_ADDRESS: Final = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$")
 _BASE64_LINE: Final = 76
+# RFC 2047 2: an encoded word is at most 75 characters, and a line holding one at most 76.
+_ENCODED_WORD: Final = 75
+_ENCODED_LINE: Final = 76
+_WORD_FRAME: Final = len("=?utf-8?b??=")
+_GRAPHEME: Final = regex.compile(r"\X")
+# RFC 2047 5(3): the characters a "Q" encoded word may carry as themselves anywhere, a phrase
+# (the From display name) included.
+_Q_SAFE: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
 
 
 def _fold_ascii(name: str, value: str, linesep: str) -> str:
@@ -149,12 +158,56 @@ def _unsubscribe(links: Links, separator: str) -> str:
     return unsubscribe
 
 
+def _q_encoded(data: bytes) -> str:
+    return "".join("_" if byte == 0x20 else chr(byte) if byte in _Q_SAFE else f"={byte:02X}"
+                   for byte in data)
+
+
+def _b_length(size: int) -> int:
+    return 4 * ((size + 2) // 3)
+
+
+def encoded_words(value: str, first_line_used: int) -> list[str]:
+    """`value` as RFC 2047 encoded words, one per line: each at most 75 characters, each line
+    (the first after `first_line_used` characters of header name) at most 76, and each cut
+    between grapheme clusters, so no word splits a UTF-8 sequence or a conjunct. "B" (base64)
+    or "Q", whichever is shorter for the whole value, as the standard library chooses."""
+    clusters = [cluster.encode("utf-8") for cluster in _GRAPHEME.findall(value)]
+    data = b"".join(clusters)
+    use_q = len(_q_encoded(data)) <= _b_length(len(data))
+    words: list[str] = []
+    chunk = b""
+    room = _ENCODED_LINE - first_line_used
+
+    def fits(candidate: bytes) -> bool:
+        size = len(_q_encoded(candidate)) if use_q else _b_length(len(candidate))
+        return _WORD_FRAME + size <= min(_ENCODED_WORD, room)
+
+    # A cluster too long for any word (a long emoji sequence) goes code point by code point.
+    pieces = [piece for cluster in clusters for piece in
+              ([cluster] if fits(cluster) else [c.encode("utf-8") for c in cluster.decode()])]
+    for piece in pieces:
+        if chunk and not fits(chunk + piece):
+            words.append(_encoded_word(chunk, use_q))
+            chunk, room = b"", _ENCODED_LINE - 1
+        chunk += piece
+    if chunk:
+        words.append(_encoded_word(chunk, use_q))
+    return words
+
+
+def _encoded_word(data: bytes, use_q: bool) -> str:
+    if use_q:
+        return f"=?utf-8?q?{_q_encoded(data)}?="
+    return f"=?utf-8?b?{binascii.b2a_base64(data, newline=False).decode('ascii')}?="
+
+
 def _encoded_header(name: str, value: str) -> str:
-    """One header line (folded, CRLF-terminated): plain ASCII as is, anything else as RFC 2047."""
+    """One header line (folded, CRLF-terminated): plain ASCII as is, anything else as RFC 2047
+    encoded words, folded between them."""
     if value.isascii():
         return _fold_ascii(name, value, "\r\n")
-    encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
-    return f"{name}: {encoded}\r\n"
+    return f"{name}: " + "\r\n ".join(encoded_words(value, len(name) + 2)) + "\r\n"
 
 
 def _encoded_from(from_header: str) -> str:
@@ -162,7 +215,11 @@ def _encoded_from(from_header: str) -> str:
         return _fold_ascii("From", from_header, "\r\n")
     # Only the display name may be encoded; the address itself must stay as it is.
     name, address = parseaddr(from_header)
-    return f"From: {Header(name, 'utf-8').encode()} <{address}>\r\n"
+    words = encoded_words(name, len("From: "))
+    last = f"<{address}>"
+    room = _ENCODED_LINE - (len("From: ") if len(words) == 1 else 1) - len(words[-1]) - 1
+    separator = " " if len(last) <= room else "\r\n "
+    return "From: " + "\r\n ".join(words) + separator + last + "\r\n"
 
 
 def _text_part(text: str) -> tuple[str, str]:

@@ -1,4 +1,5 @@
-"""The plain-text part: Markdown and HTML bodies to text, and wrapping at 78 characters."""
+"""The plain-text part: Markdown and HTML bodies to text, and wrapping at 78 columns, a grapheme
+cluster (a Devanagari conjunct with its vowel signs) counting as one column."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from html.parser import HTMLParser
 from typing import Final
 
+import regex
 from markdown_it.token import Token
 
 from nurture.rendering.escaping import WHITESPACE
@@ -18,16 +20,26 @@ TEXT_WIDTH: Final = 78
 _LINE_PREFIX: Final = re.compile(r"[ ]*(?:> ?)*(?:[-*+] |\d{1,3}[.)] )?")
 _MARKER: Final = re.compile(r"[-*+]|\d{1,3}[.)]")
 _SINGLE_SPACED: Final = re.compile(r"\S+(?: \S+)*")
+_GRAPHEME: Final = regex.compile(r"\X")
+
+
+def columns(text: str) -> int:
+    """The width of a text in columns: one per grapheme cluster, so that a conjunct such as
+    "क्ष" (three code points) counts as the one letter a reader sees."""
+    return len(text) if text.isascii() else len(_GRAPHEME.findall(text))
 
 
 def wrap_line(line: str) -> str:
-    """One line wrapped at 78 characters, continuation lines indented under its list or quote marker."""
-    if len(line) <= TEXT_WIDTH:
+    """One line wrapped at 78 columns, continuation lines indented under its list or quote marker.
+    Lines break only at spaces, so no word, and no grapheme cluster, is ever split."""
+    if len(line) <= TEXT_WIDTH or columns(line) <= TEXT_WIDTH:
         return line
     match = _LINE_PREFIX.match(line)
     prefix = match.group(0) if match else ""
     continuation = _MARKER.sub(lambda m: " " * len(m.group(0)), prefix)
     body = line[len(prefix) :]
+    if not body.isascii():
+        return _fill_columns(body.split(), prefix, continuation)
     if _SINGLE_SPACED.fullmatch(body):
         return _fill_single_spaced(body, prefix, continuation)
     wrapped = textwrap.fill(
@@ -60,8 +72,26 @@ def _fill_single_spaced(body: str, indent: str, continuation: str) -> str:
     return "\n".join(lines)
 
 
+def _fill_columns(words: list[str], indent: str, continuation: str) -> str:
+    """Greedy filling by columns (grapheme clusters) rather than code points, for text that is
+    not ASCII; a word longer than a line stands alone, unbroken."""
+    lines: list[str] = []
+    current, width = indent, len(indent)
+    started = False
+    for word in words:
+        size = columns(word)
+        if started and width + 1 + size > TEXT_WIDTH:
+            lines.append(current)
+            current, width, started = continuation, len(continuation), False
+        if started:
+            current, width = current + " ", width + 1
+        current, width, started = current + word, width + size, True
+    lines.append(current)
+    return "\n".join(lines)
+
+
 def wrap_text(text: str) -> str:
-    """Wraps each line at 78 characters where there is a space; URLs are never broken."""
+    """Wraps each line at 78 columns where there is a space; URLs are never broken."""
     return "\n".join(wrap_line(line) for line in text.split("\n"))
 
 

@@ -103,6 +103,22 @@ class Language:
 
 
 @dataclass(frozen=True)
+class ReadabilityRule:
+    """How validate measures a locale's texts: `flesch` (English: the Flesch reading ease, at
+    least `flesch_floor`), `sentences` (any language written with spaces between words: average
+    words per sentence and share of long words, at most the two limits), or `none`."""
+
+    measure: str = "flesch"
+    flesch_floor: float = 60.0
+    # Set from the Hindi copy: Hindi writes postpositions and auxiliaries as words (का, में, है),
+    # so its sentences count more words than English ones; 4+ aksharas make a long word there.
+    max_words_per_sentence: float = 18.0
+    max_long_word_share: float = 0.2
+    long_word_graphemes: int = 4
+    """A word of this many grapheme clusters (about aksharas in an Indic script) or more is long."""
+
+
+@dataclass(frozen=True)
 class LocaleData:
     key: str
     """The locale file's name without ".yaml", e.g. "en-IN"."""
@@ -113,6 +129,12 @@ class LocaleData:
     """The consult booking link and its label (`booking: {url, label}` in the locale file)."""
     language: Language = Language(name="English", tag="en")
     """The `language` block: name, tag, direction and fallback chain."""
+    revealing_words: tuple[str, ...] = ()
+    """`discreet.revealing_words`: words a discreet subject, preheader or opening must not use."""
+    readability: ReadabilityRule = ReadabilityRule()
+    email_texts: Mapping[str, str] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+    """The layouts' words: the file's `email:` block, completed along its chain (see
+    vocabulary.EMAIL_TEXTS)."""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,10 @@ BODY_VARIABLES: Final[frozenset[str]] = frozenset(
     }
 )
 LAYOUT_VARIABLES: Final[frozenset[str]] = BODY_VARIABLES | {
+    # The locale's `language` block: tag (lang=), direction (dir=), name.
+    "language",
+    # The layouts' own words (EMAIL_TEXTS), in the locale's language where its file gives them.
+    "texts",
     "body",
     "subject",
     "preheader",
@@ -63,3 +67,19 @@ PARTNER_PAGE_PATH: Final = "/for-your-partner"
 
 HTML_LAYOUT: Final = "layouts/email.html"
 TEXT_LAYOUT: Final = "layouts/email.txt"
+
+# The layouts' fixed words, in English; a locale file's `email:` block gives its own, field by
+# field (a missing one falls back along the locale's chain, and is logged). Split around the links
+# and the address so that a language may order its sentence as it needs.
+EMAIL_TEXTS: Final[dict[str, str]] = {
+    "directory_lead": "To find a helpline where you live:",
+    "settings_before": "You can",
+    "settings_link": "pause these emails or change your settings",
+    "settings_between": "at any time, or",
+    "unsubscribe_link": "unsubscribe",
+    "unsubscribe_after": "with one click.",
+    "sent_to_before": "This email was sent to",
+    "sent_to_after": ".",
+    "text_settings": "Pause these emails or change your settings:",
+    "text_unsubscribe": "Unsubscribe with one click:",
+}

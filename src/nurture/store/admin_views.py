@@ -3,14 +3,18 @@ two dates, the latest deliveries, and whether the database answers at all."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from nurture.store.models import Delivery, Enrollment, Subscriber
-from nurture.store.stats import StepStats, step_stats
+from nurture.store.stats import StepStats, step_stats, step_stats_by_locale
+
+Key = TypeVar("Key")
 
 
 @dataclass(frozen=True)
@@ -31,14 +35,30 @@ class DeliveryRow:
 
 
 def step_stats_between(engine: Engine, *, sequence: str | None, since: datetime | None,
-                       until: datetime | None) -> dict[tuple[str, str], StepStats]:
-    """step_stats for [since, until). It filters only on a lower bound, so an upper bound is the
-    difference of two runs; rows written between the two reads can make a count off by a few,
-    clamped at zero."""
-    result = step_stats(engine, sequence=sequence, since=since)
+                       until: datetime | None, locale: str | None = None
+                       ) -> dict[tuple[str, str], StepStats]:
+    """step_stats for [since, until), of the subscribers in `locale` when given."""
+    return _between(lambda start: step_stats(engine, sequence=sequence, since=start,
+                                             locale=locale), since, until)
+
+
+def step_stats_by_locale_between(engine: Engine, *, sequence: str | None,
+                                 since: datetime | None, until: datetime | None
+                                 ) -> dict[tuple[str, str, str], StepStats]:
+    """step_stats_by_locale for [since, until): keyed by (locale, sequence, step)."""
+    return _between(lambda start: step_stats_by_locale(engine, sequence=sequence, since=start),
+                    since, until)
+
+
+def _between(fetch: Callable[[datetime | None], dict[Key, StepStats]], since: datetime | None,
+             until: datetime | None) -> dict[Key, StepStats]:
+    """The stats fetched from `since`, less those from `until`. The queries filter only on a lower
+    bound, so an upper bound is the difference of two runs; rows written between the two reads
+    can make a count off by a few, clamped at zero."""
+    result = fetch(since)
     if until is None:
         return result
-    for key, later in step_stats(engine, sequence=sequence, since=until).items():
+    for key, later in fetch(until).items():
         row = result.get(key)
         if row is None:
             continue

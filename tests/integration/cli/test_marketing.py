@@ -91,3 +91,25 @@ def test_stats_per_step(cli_env: dict[str, str], smtp_server: Any) -> None:
     assert rows["next-steps"]["queued"] == 3
     table = nurture("stats", env=cli_env)
     assert table.stdout.splitlines()[0].split()[:4] == ["sequence", "step", "queued", "sent"]
+
+
+def test_stats_by_locale_and_for_one_locale(cli_env: dict[str, str], smtp_server: Any) -> None:
+    assert nurture("db", "upgrade", env=cli_env).returncode == 0
+    for index, locale in enumerate(("en-IN", "hi-IN", "hi-IN")):
+        enrolled = nurture("enroll", f"l{index}@example.org", "--sequence", "sample", "--locale",
+                           locale, "--hesitations", "stigma", "--now", "2026-03-02T10:00:00Z",
+                           env=cli_env)
+        assert enrolled.returncode == 0, enrolled.stderr
+    nurture("dispatch", "--now", "2026-03-02T10:00:00Z", env=cli_env)
+    result = nurture("stats", "sample", "--by-locale", "--json", env=cli_env)
+    assert result.returncode == 0, result.stderr
+    rows = {(row["step"], row["locale"]): row for row in json.loads(result.stdout)}
+    assert rows[("welcome", "hi-IN")]["sent"] == 2
+    assert rows[("welcome", "en-IN")]["sent"] == 1
+    assert ("welcome", "en") not in rows
+    only = nurture("stats", "sample", "--locale", "hi-IN", "--json", env=cli_env)
+    [welcome] = [row for row in json.loads(only.stdout) if row["step"] == "welcome"]
+    assert welcome["sent"] == 2 and "locale" not in welcome
+    table = nurture("stats", "--by-locale", env=cli_env).stdout.splitlines()
+    assert table[0].split()[:4] == ["sequence", "step", "locale", "queued"]
+    assert any(line.split()[:4] == ["sample", "welcome", "hi-IN", "0"] for line in table[1:])

@@ -79,6 +79,8 @@ PERSONAS: Final = (
     Persona("all-reasons-named", "ashwini.krishnamurthy-raghavan@example.org", "Ashwini",
             KNOWN_REASONS, QUIET),
     Persona("all-reasons-no-name", "sam@example.net", None, KNOWN_REASONS, REPLIES),
+    # A name in Devanagari: the subject carries it as RFC 2047 encoded words, in every locale.
+    Persona("devanagari-name", "meera.s@example.in", "मीरा", frozenset({"stigma"}), QUIET),
 )
 
 
@@ -158,6 +160,8 @@ def positive_rules(email: Email, score: Score) -> dict[str, float]:
 def test_every_step_locale_mode_and_persona_is_scored(scored: Scored) -> None:
     assert set(scored.content.sequences) == set(SEQUENCE_KEYS)
     assert {"en", "en-IN"} <= set(LOCALES)
+    # A locale with email texts of its own has a locale file, so it is scored above.
+    assert scored.content.library.translations.locales <= set(LOCALES)
     expected = {
         (sequence.key, step.key, locale, discreet, persona.name)
         for sequence in scored.content.sequences.values() for step in sequence.steps

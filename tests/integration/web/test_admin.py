@@ -4,6 +4,7 @@ results and deliveries with masked addresses."""
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,7 +13,7 @@ from sqlalchemy import Engine, update
 from starlette.requests import Request
 from starlette.responses import Response
 
-from nurture.store.models import Delivery
+from nurture.store.models import Delivery, Subscriber
 from nurture.web.admin.auth import SESSION_COOKIE, AdminAuth, AdminOptions, hash_password
 from nurture.web.admin.formatting import mask_address, redact_addresses
 from nurture.web.admin.previews import PREVIEW_CSP
@@ -33,6 +34,7 @@ from tests.support.admin import (
     sign_in,
 )
 from tests.support.clock import Clock
+from tests.support.paths import ROOT
 from tests.support.smtp import RecordingSmtpServer
 from tests.support.web import csrf_of, rows
 
@@ -251,6 +253,51 @@ def test_previews_differ_by_persona_and_cannot_run_scripts(admin: AdminWeb) -> N
     assert browser.get("/admin/preview/sample/nope").status_code == 404
 
 
+HINDI_SAMPLE_LOCALE = """
+language: {name: हिन्दी (भारत), tag: hi-IN, direction: ltr, fallback: [hi, en-IN, en]}
+crisis:
+  heading: अगर आपको अभी मदद चाहिए
+  text: अगर आप ख़तरे में हैं, तो 112 पर कॉल करें।
+  lines: [{name: इमरजेंसी, contact: "112"}]
+"""
+
+
+def test_a_preview_in_a_locale_with_texts_of_its_own(
+        database_url: str, engine: Engine, tmp_path: Path, admin_hash: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", templates,
+                    ignore=shutil.ignore_patterns("hi-IN", "hi-IN.yaml"))
+    (templates / "locales" / "hi-IN.yaml").write_text(HINDI_SAMPLE_LOCALE, encoding="utf-8")
+    folder = templates / "emails" / "sample" / "hi-IN"
+    folder.mkdir()
+    for step in ("welcome", "understanding", "next-steps"):
+        (folder / f"{step}.md").write_text(
+            f'---\nsubject: "नोट {step}"\npreheader: "पढ़ें"\ndiscreet_subject: "आपके नोट्स"\n'
+            f'discreet_preheader: "इस हफ़्ते"\n---\nनमस्ते{{% if first_name %}} {{{{ first_name }}}}'
+            f"{{% endif %}},\n\nयह {step} का हिन्दी नोट है।\n\n"
+            '{% include "emails/partials/talk-safety.md" %}\n', encoding="utf-8")
+    monkeypatch.setenv(ENV_ADMIN_USERS, f"{ADMIN}:{admin_hash}")
+    harness = build_admin_web(database_url, engine, tmp_path, "smtp://127.0.0.1:1",
+                              templates_dir=templates)
+    try:
+        browser = harness.signed_in()
+        page = browser.get("/admin/sequences/sample?locale=hi-IN&name=मीरा")
+        assert page.status_code == 200, page.text
+        assert '<option value="hi-IN" selected>हिन्दी (भारत) (hi-IN)</option>' in page.text
+        assert "नोट welcome" in page.text, "the step's subject in the locale"
+        preview = browser.get("/admin/preview/sample/welcome?locale=hi-IN&name=मीरा")
+        assert preview.status_code == 200
+        assert "यह welcome का हिन्दी नोट है।" in preview.text
+        assert '<html lang="hi-IN" dir="ltr">' in preview.text
+        english = browser.get("/admin/preview/sample/welcome?locale=en-IN")
+        assert "हिन्दी नोट" not in english.text
+        unknown = browser.get("/admin/sequences/sample?locale=xx-YY")
+        assert unknown.status_code == 422 and "Choose a language from the list." in unknown.text
+    finally:
+        harness.close()
+
+
 def test_a_test_send_arrives_marked_and_is_not_recorded(admin: AdminWeb,
                                                         smtp_server: RecordingSmtpServer) -> None:
     browser = admin.signed_in()
@@ -323,6 +370,28 @@ def test_results_count_deliveries_per_step_with_a_funnel(admin: AdminWeb,
     assert stats_row(before.text, "sample", "welcome")["sent"] == "0"
     bad = browser.get("/admin/results?since=March&until=2026-01-01")
     assert bad.status_code == 422 and "YYYY-MM-DD" in bad.text
+
+
+def test_results_for_one_locale_and_totals_by_locale(admin: AdminWeb,
+                                                     smtp_server: RecordingSmtpServer) -> None:
+    deliver_to_people(admin, smtp_server)
+    with admin.engine.begin() as conn:
+        conn.execute(update(Subscriber.__table__)  # type: ignore[arg-type]
+                     .where(Subscriber.email == "bilal.r@example.org").values(locale="hi-IN"))
+    browser = admin.signed_in()
+    page = browser.get("/admin/results?locale=hi-IN")
+    assert page.status_code == 200, page.text
+    assert stats_row(page.text, "sample", "welcome")["sent"] == "1"
+    assert stats_row(page.text, "sample", "understanding")["sent"] == "1"
+    assert '<option value="hi-IN" selected>' in page.text
+    everyone = browser.get("/admin/results")
+    assert stats_row(everyone.text, "sample", "welcome")["sent"] == "3"
+    table = everyone.text[everyone.text.index('id="stats-by-locale"'):]
+    table = table[:table.index("</table>")]
+    totals = {locale: dict(re.findall(r'data-column="([a-z_]+)">([^<]*)<', row))
+              for locale, row in re.findall(r'data-locale="([^"]+)">(.*?)</tr>', table, re.S)}
+    assert totals["hi-IN"]["sent"] == "2" and totals["en"]["sent"] == "3"
+    assert "locale=hi-IN" in table, "each locale links to its own results"
 
 
 def test_deliveries_by_status_with_masked_addresses(admin: AdminWeb,

@@ -90,7 +90,8 @@ def step_params() -> list[object]:
 
 @pytest.fixture(scope="module")
 def library() -> TemplateLibrary:
-    return TemplateLibrary(TEMPLATES)
+    # Through the content loader, which reads the per-locale texts (emails/<sequence>/<locale>/).
+    return load_content(SEQUENCES_DIR, TEMPLATES).library
 
 
 def render(
@@ -400,6 +401,10 @@ GOLDEN_PERSONAS: dict[str, tuple[frozenset[str], bool, str, str | None]] = {
     ),
     "not-sure": (frozenset({"not_sure"}), False, "en", None),
 }
+# One Hindi persona, once the Hindi texts are in templates/ (they land separately from the code).
+if all((TEMPLATES / "emails" / key / "hi-IN").is_dir() for key in SHIPPED):
+    GOLDEN_PERSONAS["stigma-and-blame-hi-IN"] = (
+        frozenset({"stigma", "fear_of_blame"}), False, "hi-IN", "मीरा")
 
 
 def golden_text(email: RenderedEmail) -> str:
@@ -429,9 +434,13 @@ def test_content_rules_find_nothing_in_the_shipped_content() -> None:
     assert library is not None
     assert check_rules(sequences, library) == []
     report = readability_report(sequences, library)
-    assert len(report) == sum(len(sequence.steps) for sequence in sequences.values())
-    for entry in report:
+    english = [entry for entry in report if entry.locale == "en"]
+    assert len(english) == sum(len(sequence.steps) for sequence in sequences.values())
+    for entry in english:
         assert entry.score >= 60, entry
+    # Each translation is measured in its own way, and reads easily by it.
+    assert all(entry.passes for entry in report), [e for e in report if not e.passes]
+    assert len(report) == len(english) * (1 + len(library.translations.locales - {"en"}))
 
 
 def test_shipped_content_loads() -> None:

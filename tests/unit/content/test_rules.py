@@ -143,7 +143,7 @@ def test_a_text_layout_without_the_unsubscribe_link_is_an_error_at_each_step(tmp
     sequences, library = make(tmp_path, [step("one"), step("two")])
     layout = library.templates_dir / TEXT_LAYOUT
     source = layout.read_text(encoding="utf-8")
-    layout.write_text(source.replace("Unsubscribe with one click: {{ unsubscribe_url }}\n", ""))
+    layout.write_text(source.replace("{{ texts.text_unsubscribe }} {{ unsubscribe_url }}\n", ""))
     problems = check_rules(sequences, TemplateLibrary(library.templates_dir))
     assert {(p.path.name, p.line) for p in problems} == {
         ("probe.yaml", line_of(sequences, "one")),
@@ -169,7 +169,7 @@ def test_missing_postal_address_and_pause_link_are_named(tmp_path: Path) -> None
     layout = library.templates_dir / TEXT_LAYOUT
     source = layout.read_text(encoding="utf-8")
     source = source.replace("{{ postal_address }}", "").replace(
-        "Pause these emails or change your settings: {{ preferences_url }}", ""
+        "{{ texts.text_settings }} {{ preferences_url }}", ""
     )
     layout.write_text(source)
     messages = " ".join(p.message for p in check_rules(sequences, TemplateLibrary(library.templates_dir)))

@@ -636,7 +636,8 @@ def test_check_layouts_finds_a_layout_without_an_unsubscribe_link(tmp_path: Path
     layout = root / HTML_LAYOUT
     source = layout.read_text(encoding="utf-8")
     layout.write_text(
-        source.replace('<a href="{{ unsubscribe_url }}">unsubscribe</a>', "unsubscribe"),
+        source.replace('<a href="{{ unsubscribe_url }}">{{ texts.unsubscribe_link }}</a>',
+                       "{{ texts.unsubscribe_link }}"),
         encoding="utf-8",
     )
     [problem] = TemplateLibrary(root).check_layouts()
@@ -650,8 +651,8 @@ def test_check_layouts_finds_an_unsubscribe_url_that_is_not_a_link(tmp_path: Pat
     lines = layout.read_text(encoding="utf-8").splitlines()
     index = next(i for i, line in enumerate(lines) if "{{ unsubscribe_url }}" in line)
     lines[index] = lines[index].replace(
-        '<a href="{{ unsubscribe_url }}">unsubscribe</a>', "unsubscribe ({{ unsubscribe_url }})"
-    )
+        '<a href="{{ unsubscribe_url }}">{{ texts.unsubscribe_link }}</a>',
+        "{{ texts.unsubscribe_link }} ({{ unsubscribe_url }})")
     layout.write_text("\n".join(lines), encoding="utf-8")
     [problem] = TemplateLibrary(root).check_layouts()
     assert (problem.path, problem.line) == (layout, index + 1)

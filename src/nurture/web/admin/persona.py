@@ -3,13 +3,14 @@ parameters so that every preview has a link."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Final
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from nurture.content.library import Content
 from nurture.content.personas import Persona
 from nurture.domain.model import Profile
 from nurture.domain.people import PersonInvalid, check_hesitations, check_time_zone, clean_first_name
@@ -58,12 +59,23 @@ class PersonaChoice:
         return urlencode(chosen.pairs(full=full))
 
 
-def parse_choice(fields: Mapping[str, list[str]], now: datetime) -> tuple[PersonaChoice, dict[str, str]]:
-    """The choice, with anything unusable replaced by its default and explained in the errors."""
+def content_locales(content: Content) -> dict[str, str]:
+    """The locales a preview may use, by key, with their names: every locale file, and every
+    locale that has email texts of its own."""
+    library = content.library
+    found = {key: language.name for key, language in library.locales.languages().items()}
+    found.update({key: key for key in library.translations.locales if key not in found})
+    return dict(sorted(found.items()))
+
+
+def parse_choice(fields: Mapping[str, list[str]], now: datetime,
+                 locales: Collection[str] = LOCALES) -> tuple[PersonaChoice, dict[str, str]]:
+    """The choice, with anything unusable replaced by its default and explained in the errors;
+    `locales` are those a preview may use (see content_locales)."""
     errors: dict[str, str] = {}
     # In the form's order, so the errors are too.
     reasons = _reasons(fields, errors)
-    locale = _locale(fields, errors)
+    locale = _locale(fields, errors, locales)
     name = _name(fields, errors)
     zone = _zone(fields, errors)
     start = _start(fields, errors, now, zone)
@@ -83,9 +95,10 @@ def _reasons(fields: Mapping[str, list[str]], errors: dict[str, str]) -> frozens
         return frozenset(r.strip() for r in raw) & KNOWN_REASONS
 
 
-def _locale(fields: Mapping[str, list[str]], errors: dict[str, str]) -> str:
+def _locale(fields: Mapping[str, list[str]], errors: dict[str, str],
+            locales: Collection[str]) -> str:
     locale = first(fields, "locale") or "en"
-    if locale not in LOCALES:
+    if locale not in locales:
         errors["locale"] = "Choose a language from the list."
         return "en"
     return locale

@@ -16,7 +16,7 @@ from nurture.services.previews import render_step
 from nurture.smtp.factory import transport_from_settings
 from nurture.web.admin.context import Admin, AdminContext, CheckedFields, SignedIn, first, message, strings
 from nurture.web.admin.formatting import redact_addresses
-from nurture.web.admin.persona import PersonaChoice, parse_choice
+from nurture.web.admin.persona import PersonaChoice, content_locales, parse_choice
 from nurture.web.admin.sequences import sequence_page
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,8 @@ async def preview(request: Request, key: str, step_key: str, admin: Admin) -> Re
     if admin.auth.user(request) is None:
         return PlainTextResponse("Please sign in to the admin pages again.", status_code=401,
                                  headers=PREVIEW_HEADERS)
-    choice, _ = parse_choice(strings(request.query_params), admin.clock())
+    choice, _ = parse_choice(strings(request.query_params), admin.clock(),
+                             content_locales(admin.content()))
     try:
         html = await run_in_threadpool(render_preview, admin, key, step_key, choice)
     except Exception:
@@ -86,7 +87,7 @@ async def preview(request: Request, key: str, step_key: str, admin: Admin) -> Re
 @router.post("/sequences/{key}/steps/{step_key}/test-send")
 async def test_send(request: Request, key: str, step_key: str, fields: CheckedFields,
                     admin: Admin, user: SignedIn) -> Response:
-    choice, errors = parse_choice(fields, admin.clock())
+    choice, errors = parse_choice(fields, admin.clock(), content_locales(admin.content()))
     raw_to = first(fields, "to") or ""
     if errors:
         return await sequence_page(admin, request, user, key, choice, errors, status=422,

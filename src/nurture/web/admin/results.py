@@ -1,5 +1,6 @@
 """The results page: per sequence and step, the deliveries by status and what people did after each
-step, over a chosen range of dates, with a funnel chart of the emails sent."""
+step, over a chosen range of dates and for one locale or all, with a funnel chart of the emails
+sent and the totals of each locale."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from nurture.domain.model import Sequence
-from nurture.store.admin_views import step_stats_between
+from nurture.store.admin_views import step_stats_between, step_stats_by_locale_between
 from nurture.store.stats import DELIVERY_COLUMNS, StepStats
 from nurture.web.admin.context import Admin, AdminContext, SignedIn, first, page, strings
 from nurture.web.charts import FunnelStage, funnel_svg, percent_of
@@ -100,16 +101,47 @@ def sequence_results(key: str, sequence: Sequence | None,
         chart=funnel_svg(f"Emails sent per step: {name}", stages, chart_id=f"funnel-{key}"))
 
 
-def results_context(admin: AdminContext, chosen: str | None, dates: DateRange) -> dict[str, Any]:
+@dataclass(frozen=True)
+class LocaleTotals:
+    """One locale's totals over the sequences shown: how a translation does beside the default."""
+
+    locale: str
+    sent: int
+    unsubscribed_after: int
+    converted_after: int
+
+
+def locale_totals(stats: Mapping[tuple[str, str, str], StepStats]) -> list[LocaleTotals]:
+    totals: dict[str, list[int]] = {}
+    for (locale, _, _), row in stats.items():
+        entry = totals.setdefault(locale, [0, 0, 0])
+        entry[0] += row.counts.get("sent", 0)
+        entry[1] += row.unsubscribed_after
+        entry[2] += row.converted_after
+    return [LocaleTotals(locale, *values) for locale, values in sorted(totals.items())]
+
+
+def results_context(admin: AdminContext, chosen: str | None, dates: DateRange,
+                    locale: str | None = None) -> dict[str, Any]:
     content = admin.content()
-    stats = step_stats_between(admin.runtime.engine, sequence=chosen, since=dates.since_at,
-                               until=dates.until_before)
+    engine = admin.runtime.engine
+    stats = step_stats_between(engine, sequence=chosen, since=dates.since_at,
+                               until=dates.until_before, locale=locale)
+    by_locale = step_stats_by_locale_between(engine, sequence=chosen, since=dates.since_at,
+                                             until=dates.until_before)
+    by_locale = {key: row for key, row in by_locale.items() if key[1] != "system"}
     keys = sorted({k for k in content.sequences if k != "system"} | {seq for seq, _ in stats})
     if chosen is not None:
         keys = [k for k in keys if k == chosen]
     results = [sequence_results(key, content.sequences.get(key), stats) for key in keys]
+    languages = content.library.locales.languages()
+    locales = sorted(set(languages) | content.library.translations.locales
+                     | {key[0] for key in by_locale})
     return {"results": results, "columns": DELIVERY_COLUMNS,
-            "all_sequences": sorted(k for k in content.sequences if k != "system")}
+            "all_sequences": sorted(k for k in content.sequences if k != "system"),
+            "locale_totals": locale_totals(by_locale),
+            "all_locales": {key: languages[key].name if key in languages else key
+                            for key in locales}}
 
 
 @router.api_route("/results", methods=["GET", "HEAD"])
@@ -117,8 +149,10 @@ async def results(request: Request, admin: Admin, user: SignedIn) -> Response:
     fields = strings(request.query_params)
     dates = parse_range(fields)
     chosen = first(fields, "sequence") or None
-    context = await run_in_threadpool(results_context, admin, chosen, dates)
+    # Any text is harmless here: it is only compared with the subscribers' locale column.
+    locale = (first(fields, "locale") or "")[:35] or None
+    context = await run_in_threadpool(results_context, admin, chosen, dates, locale)
     return page(admin, request, "results.html", user=user, section="results",
                 status=422 if dates.errors else 200, errors=dates.errors,
                 since=first(fields, "since") or "", until=first(fields, "until") or "",
-                chosen=chosen or "", **context)
+                chosen=chosen or "", chosen_locale=locale or "", **context)

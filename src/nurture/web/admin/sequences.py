@@ -21,8 +21,7 @@ from nurture.engine.planner import TimelineEntry, timeline
 from nurture.services.previews import render_step
 from nurture.web.admin.context import Admin, AdminContext, SignedIn, message, page, strings
 from nurture.web.admin.formatting import describe_window, format_delay, format_utc
-from nurture.web.admin.persona import VIEWS, PersonaChoice, parse_choice
-from nurture.web.forms import LOCALES
+from nurture.web.admin.persona import VIEWS, PersonaChoice, content_locales, parse_choice
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +126,8 @@ async def sequence_page(admin: AdminContext, request: Request, user: str, key: s
               "url": f"/admin/sequences/{quote(key)}?{choice.query(view=view)}"}
              for view, label in VIEWS.items()]
     return page(admin, request, "sequence.html", user=user, status=status, section="sequences",
-                choice=choice, reasons=REASONS, locales=LOCALES, errors=errors, views=views,
+                choice=choice, reasons=REASONS, locales=content_locales(admin.content()),
+                errors=errors, views=views,
                 hidden=choice.pairs(), notice=notice, to=to, send_error=send_error,
                 sent_step=sent_step, **context)
 
@@ -149,6 +149,7 @@ async def sequences(request: Request, admin: Admin, user: SignedIn) -> Response:
 
 @router.api_route("/sequences/{key}", methods=["GET", "HEAD"])
 async def sequence_detail(request: Request, key: str, admin: Admin, user: SignedIn) -> Response:
-    choice, errors = parse_choice(strings(request.query_params), admin.clock())
+    choice, errors = parse_choice(strings(request.query_params), admin.clock(),
+                                  content_locales(admin.content()))
     return await sequence_page(admin, request, user, key, choice, errors,
                                status=422 if errors else 200)
