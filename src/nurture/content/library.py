@@ -115,7 +115,8 @@ def _check_follow_ups(sequences: Mapping[str, Sequence]) -> list[ContentProblem]
     ]
 
 
-def check_content(sequences_dir: Path, templates_dir: Path, *, rules: bool = True
+def check_content(sequences_dir: Path, templates_dir: Path, *, rules: bool = True,
+                  strict_locales: bool = True
                   ) -> tuple[dict[str, Sequence], TemplateLibrary | None, list[ContentProblem]]:
     """Every problem of every file, errors and warnings, without raising.
 
@@ -126,7 +127,7 @@ def check_content(sequences_dir: Path, templates_dir: Path, *, rules: bool = Tru
     if problems:
         return {}, None, problems
     sequences = _load_sequences(sequences_dir, problems)
-    translations, found = load_texts(templates_dir, sequences)
+    translations, found = load_texts(templates_dir, sequences, strict=strict_locales)
     problems.extend(found)
     library = TemplateLibrary(templates_dir, translations=translations)
     problems.extend(_check_templates(library, sequences))
@@ -142,7 +143,10 @@ def check_content(sequences_dir: Path, templates_dir: Path, *, rules: bool = Tru
 def load_content(sequences_dir: Path, templates_dir: Path, *, rules: bool = False) -> Content:
     """Load and validate all content; any error refuses the whole version (ContentInvalid)."""
     version, files = content_version(sequences_dir, templates_dir)
-    sequences, library, problems = check_content(sequences_dir, templates_dir, rules=rules)
+    # A locale's missing step is validate's error, but at run time its readers get the default
+    # text (logged) rather than the whole edit being refused.
+    sequences, library, problems = check_content(sequences_dir, templates_dir, rules=rules,
+                                                 strict_locales=False)
     errors = [p for p in problems if p.severity is Severity.ERROR]
     if errors or library is None:
         raise ContentInvalid(problems)

@@ -70,7 +70,7 @@ def _read_front_matter(path: Path, source: str, problems: list[ContentProblem]
 
 
 def _read_step_file(path: Path, sequence: Sequence, locale: str, templates_dir: Path,
-                    problems: list[ContentProblem]) -> StepText | None:
+                    problems: list[ContentProblem], gap: Severity) -> StepText | None:
     step = sequence.step(path.stem)
     folder = path.parent.relative_to(templates_dir).as_posix()
     if step is None:
@@ -78,7 +78,8 @@ def _read_step_file(path: Path, sequence: Sequence, locale: str, templates_dir: 
         close = difflib.get_close_matches(path.stem, keys, n=1)
         hint = f"rename it to {close[0]}{path.suffix}" if close else "remove it"
         problems.append(ContentProblem(path, 0, f"sequence '{sequence.key}' has no step "
-                                       f"'{path.stem}'", f"{hint} (steps: {', '.join(keys)})"))
+                                       f"'{path.stem}'", f"{hint} (steps: {', '.join(keys)})",
+                                       gap))
         return None
     suffix = Path(step.template).suffix
     if path.suffix != suffix:
@@ -99,17 +100,17 @@ def _read_step_file(path: Path, sequence: Sequence, locale: str, templates_dir: 
             problems.append(ContentProblem(
                 path, 1, f"{locale} lacks the {field} of step '{step.key}', which the default "
                 f"has ({sequence.source.name} line {step.line})",
-                f'add `{field}: "..."` to the front matter, written in {locale}'))
+                f'add `{field}: "..."` to the front matter, written in {locale}', gap))
     return StepText(locale=locale, sequence=sequence.key, step=step.key,
                     template=f"{path.relative_to(templates_dir / 'emails').as_posix()}",
                     path=path, fields=fields, lines=lines)
 
 
 def _read_locale_folder(folder: Path, sequence: Sequence, templates_dir: Path,
-                        problems: list[ContentProblem]) -> list[StepText]:
+                        problems: list[ContentProblem], gap: Severity) -> list[StepText]:
     locale = folder.name
     texts = [text for path in sorted(folder.iterdir()) if path.is_file()
-             if (text := _read_step_file(path, sequence, locale, templates_dir, problems))]
+             if (text := _read_step_file(path, sequence, locale, templates_dir, problems, gap))]
     have = {text.step for text in texts} | {p.stem for p in folder.iterdir() if p.is_file()}
     relative = folder.relative_to(templates_dir).as_posix()
     for step in sequence.steps:
@@ -118,13 +119,20 @@ def _read_locale_folder(folder: Path, sequence: Sequence, templates_dir: Path,
             problems.append(ContentProblem(
                 folder, 0, f"{locale} lacks step '{step.key}' of sequence '{sequence.key}', which "
                 f"the default has", f"write templates/{relative}/{step.key}{suffix} (body and "
-                f"subject lines), or remove the folder to send {locale} readers the default texts"))
+                f"subject lines), or remove the folder to send {locale} readers the default texts",
+                gap))
     return texts
 
 
-def load_texts(templates_dir: Path, sequences: Mapping[str, Sequence]
+def load_texts(templates_dir: Path, sequences: Mapping[str, Sequence], *, strict: bool = True
                ) -> tuple[Translations, list[ContentProblem]]:
-    """Every per-locale text under templates/emails/, with the problems of each file."""
+    """Every per-locale text under templates/emails/, with the problems of each file.
+
+    A gap in a locale's coverage (a step or subject line missing, a file for a step the
+    sequence lacks) is an error when `strict` (validate), else a warning: the running system
+    sends the default text instead and logs it, rather than refuse an English edit whose
+    translation is still on its way."""
+    gap = Severity.ERROR if strict else Severity.WARNING
     problems: list[ContentProblem] = []
     texts: list[StepText] = []
     folders: dict[str, set[str]] = {}
@@ -145,7 +153,7 @@ def load_texts(templates_dir: Path, sequences: Mapping[str, Sequence]
                     Severity.WARNING))
             else:
                 folders.setdefault(sequence.key, set()).add(folder.name)
-                texts += _read_locale_folder(folder, sequence, templates_dir, problems)
+                texts += _read_locale_folder(folder, sequence, templates_dir, problems, gap)
     return Translations(texts, {k: frozenset(v) for k, v in folders.items()}), problems
 
 

@@ -107,6 +107,8 @@ class TemplateLibrary:
         """The locale's data, its language that of the body the reader gets: a Hindi reader of
         a sequence not yet in Hindi gets an email marked English (lang=, dir=)."""
         data = self.locale_data(locale)
+        if data.key in self._locales.fallbacks:
+            self._locales.log_fallbacks(data.key)
         body = localized.sources["body"]
         if body.split("-", 1)[0].lower() == data.language.tag.split("-", 1)[0].lower():
             return data

@@ -300,6 +300,8 @@ class Locales:
         self._data: dict[str, LocaleData] = {}
         self.problems: list[ContentProblem] = []
         self.rule_problems: list[ContentProblem] = []
+        self.fallbacks: dict[str, list[tuple[str, str]]] = {}
+        """Locale to the layouts' words (field, locale used) it borrows from another language."""
         for path in sorted(directory.glob("*.yaml")):
             source: _Source | None = None
             try:
@@ -332,10 +334,17 @@ class Locales:
                                  and name in found.email_texts), (LOCALE_FALLBACK, english))
             texts[name] = text
             if _language_of(source) != _language_of(data.key):
-                log.info("email text fell back to another locale",
-                         extra={"locale": data.key, "used_locale": source, "sequence": "",
-                                "step": "", "field": f"email.{name}"})
+                self.fallbacks.setdefault(data.key, []).append((f"email.{name}", source))
         return dataclasses.replace(data, email_texts=MappingProxyType(texts))
+
+    def log_fallbacks(self, key: str) -> None:
+        """Log, once, the layouts' words the locale borrows from another language: called when
+        an email in that locale is first rendered, so that commands that render nothing stay
+        quiet."""
+        for field, source in self.fallbacks.pop(key, []):
+            log.info("email text fell back to another locale",
+                     extra={"locale": key, "used_locale": source, "sequence": "", "step": "",
+                            "field": field})
 
     def keys(self) -> list[str]:
         """The file names (without ".yaml") of the usable locale files, sorted."""

@@ -350,3 +350,12 @@ def test_texts_for_a_sequence_that_is_not_there_are_a_warning(tmp_path: Path) ->
     [problem] = problems
     assert problem.severity is Severity.WARNING and problem.path == stray
     assert "no sequence 'nosuch'" in problem.message and "probe" in problem.fix
+
+
+def test_at_run_time_a_gap_is_a_warning_and_its_readers_get_the_default(tmp_path: Path) -> None:
+    sequences_dir, templates = write_content(tmp_path, {"first.md": HINDI_FRONT + HINDI_BODY})
+    content = load_content(sequences_dir, templates)
+    [gap] = content.warnings
+    assert "hi-IN lacks step 'second'" in gap.message
+    email = render(content.library, dict(content.sequences), "second", "hi-IN")
+    assert email.subject == "Your second note"
