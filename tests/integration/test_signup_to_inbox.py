@@ -14,14 +14,9 @@ import pytest
 from sqlalchemy import Engine
 
 from nurture.engine.dispatcher import Dispatcher
-from nurture.engine.policy import DispatchPolicy
-from nurture.engine.tokens import LinkMaker, TokenSigner
-from nurture.rendering.types import Brand
-from nurture.setting_values import parse_smtp_url
-from nurture.smtp.transports import SmtpTransport
 from nurture.store.sql.store import SqlStore
 from tests.support.clock import T0
-from tests.support.web import EMAIL, SECRET, Web, build_web
+from tests.support.web import EMAIL, Web, build_web, web_dispatcher
 
 LINK = re.compile(r"http://testserver/[a-z]+/[A-Za-z0-9_.\-]+")
 
@@ -35,17 +30,7 @@ def web(database_url: str, engine: Engine, tmp_path: Path) -> Iterator[Web]:
 
 @pytest.fixture
 def dispatcher(web: Web, smtp_server: Any) -> Dispatcher:
-    return Dispatcher(
-        store=SqlStore(web.engine),
-        transport=SmtpTransport(parse_smtp_url(smtp_server.url), timeout=5),
-        content=web.content,
-        brand=Brand(sender="Nurture <hello@nurture.test>", discreet_sender_name="Notes for you",
-                    postal_address="1 Test Street", base_url="http://testserver"),
-        links=LinkMaker(base_url="http://testserver", signer=TokenSigner(SECRET)),
-        owner="test",
-        message_id_domain="nurture.test",
-        policy=DispatchPolicy(),
-    )
+    return web_dispatcher(web, smtp_server.url)
 
 
 def _text(message: Any) -> str:

@@ -24,8 +24,13 @@ from sqlalchemy import Engine, func, select
 
 from nurture.config import Settings
 from nurture.content.library import ContentHolder
-from nurture.engine.tokens import TokenSigner
+from nurture.engine.dispatcher import Dispatcher
+from nurture.engine.policy import DispatchPolicy
+from nurture.engine.tokens import LinkMaker, TokenSigner
+from nurture.rendering.types import Brand
 from nurture.services.runtime import Runtime
+from nurture.setting_values import parse_smtp_url
+from nurture.smtp.transports import SmtpTransport
 from nurture.store.models import Base, ConsentEvent, Delivery, Enrollment, Subscriber
 from nurture.store.sql.store import SqlStore
 from nurture.web.app import create_app
@@ -164,6 +169,19 @@ def web(database_url: str, engine: Engine, tmp_path: Path) -> Iterator[Web]:
     harness = build_web(database_url, engine, tmp_path)
     yield harness
     harness.close()
+
+
+def web_dispatcher(web: Web, smtp_url: str) -> Dispatcher:
+    """The dispatcher that sends what `web` queued, to a real SMTP server, with links back to it."""
+    return Dispatcher(
+        store=SqlStore(web.engine),
+        transport=SmtpTransport(parse_smtp_url(smtp_url), timeout=5),
+        content=web.content,
+        brand=Brand(sender="Nurture <hello@nurture.test>", discreet_sender_name="Notes for you",
+                    postal_address="1 Test Street", base_url="http://testserver"),
+        links=LinkMaker(base_url="http://testserver", signer=TokenSigner(SECRET)),
+        owner="test", message_id_domain="nurture.test", policy=DispatchPolicy(),
+    )
 
 
 def rows(engine: Engine, model: type[Base]) -> list[Any]:

@@ -17,21 +17,15 @@ import pytest
 from sqlalchemy import Engine
 
 from nurture.engine.dispatcher import Dispatcher
-from nurture.engine.policy import DispatchPolicy
-from nurture.engine.tokens import LinkMaker, TokenSigner
 from nurture.rendering.locales import Locales
-from nurture.rendering.types import Brand
-from nurture.setting_values import parse_smtp_url
-from nurture.smtp.transports import SmtpTransport
 from nurture.store.database import make_engine, upgrade
 from nurture.store.models import ConsentEvent
-from nurture.store.sql.store import SqlStore
 from nurture.web.forms import CONSENT_TEXT
 from nurture.web.languages import Languages
 from nurture.web.options import WebOptions
 from tests.support.clock import T0
 from tests.support.languages import RTL_TRANSLATIONS, templates_with_hindi, templates_with_rtl
-from tests.support.web import SECRET, Web, build_web, rows, subscriber_row
+from tests.support.web import Web, build_web, rows, subscriber_row, web_dispatcher
 
 HTML_TAG = re.compile(r'<html lang="([^"]+)" dir="(ltr|rtl)">')
 H1 = re.compile(r"<h1>(.*?)</h1>", re.S)
@@ -241,15 +235,7 @@ def test_form_errors_and_notices_speak_hindi_with_hindi_dates(web: Web) -> None:
 
 @pytest.fixture
 def dispatcher(web: Web, smtp_server: Any) -> Dispatcher:
-    return Dispatcher(
-        store=SqlStore(web.engine),
-        transport=SmtpTransport(parse_smtp_url(smtp_server.url), timeout=5),
-        content=web.content,
-        brand=Brand(sender="Nurture <hello@nurture.test>", discreet_sender_name="Notes for you",
-                    postal_address="1 Test Street", base_url="http://testserver"),
-        links=LinkMaker(base_url="http://testserver", signer=TokenSigner(SECRET)),
-        owner="test", message_id_domain="nurture.test", policy=DispatchPolicy(),
-    )
+    return web_dispatcher(web, smtp_server.url)
 
 
 def html_lang(message: Any) -> str:
