@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import pty
@@ -127,10 +128,26 @@ class Terminal:
         return self.wait()
 
     def close(self) -> None:
+        """Kill what is left: the process, its group, and its children in groups of their own
+        (`nurture run` starts its services so), so that a failed test leaves no server behind."""
         if self.process.poll() is None:
+            for child in _children(self.process.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGKILL)
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         os.close(self._master)
+
+
+def _children(pid: int) -> list[int]:
+    """The ids of the processes whose parent is `pid` (from /proc: Linux, as the pty tests are)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
 
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
