@@ -14,11 +14,10 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from nurture.domain.reasons import REASONS
-from nurture.store.database import make_engine, upgrade
 from nurture.web.forms import CONSENT_TEXT, SAFETY_QUESTION
 from tests.browser import a11y
 from tests.support.browser import DEFAULT_TIMEOUT_MS
-from tests.support.web import EMAIL, Web, build_web, serve, subscriber_row
+from tests.support.web import EMAIL, Web, served_web, subscriber_row
 
 pytestmark = pytest.mark.browser
 
@@ -34,16 +33,8 @@ class Site:
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
-    url = f"sqlite:///{tmp_path / 'care.db'}"
-    upgrade(url)
-    engine = make_engine(url)
-    web = build_web(url, engine, tmp_path)
-    try:
-        with serve(web.app) as base_url:
-            yield Site(web=web, url=base_url)
-    finally:
-        web.close()
-        engine.dispose()
+    with served_web(tmp_path, "care.db") as (web, base_url):
+        yield Site(web=web, url=base_url)
 
 
 def _context(chromium: Browser, *, zone: str, locale: str, script: bool = True) -> BrowserContext:

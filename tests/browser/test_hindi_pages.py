@@ -16,12 +16,11 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from nurture.rendering.locales import Locales
-from nurture.store.database import make_engine, upgrade
 from nurture.web.options import WebOptions
 from tests.browser import a11y
 from tests.support.browser import DEFAULT_TIMEOUT_MS
 from tests.support.languages import RTL_TRANSLATIONS, templates_with_hindi, templates_with_rtl
-from tests.support.web import EMAIL, Web, build_web, serve
+from tests.support.web import EMAIL, Web, served_web
 
 pytestmark = pytest.mark.browser
 
@@ -44,18 +43,10 @@ class Site:
 
 
 def _site(tmp_path: Path, templates: Path) -> Iterator[Site]:
-    url = f"sqlite:///{tmp_path / 'hindi.db'}"
-    upgrade(url)
-    engine = make_engine(url)
     # Two signups an hour from one address: the third shows the rate-limit page.
-    web = build_web(url, engine, tmp_path, options=WebOptions(signup_per_ip_per_hour=2),
-                    templates_dir=templates)
-    try:
-        with serve(web.app) as base_url:
-            yield Site(web=web, url=base_url)
-    finally:
-        web.close()
-        engine.dispose()
+    with served_web(tmp_path, "hindi.db", options=WebOptions(signup_per_ip_per_hour=2),
+                    templates_dir=templates) as (web, base_url):
+        yield Site(web=web, url=base_url)
 
 
 @pytest.fixture

@@ -15,12 +15,11 @@ from sqlalchemy import func, select
 
 from nurture.domain.people import check_time_zone
 from nurture.domain.reasons import REASONS
-from nurture.store.database import make_engine, upgrade
 from nurture.store.models import Subscriber
 from nurture.web.forms import CONSENT_TEXT, SAFETY_QUESTION
 from tests.browser import a11y
 from tests.support.browser import DEFAULT_TIMEOUT_MS
-from tests.support.web import EMAIL, NAME, Web, build_web, serve, subscriber_row
+from tests.support.web import EMAIL, NAME, Web, served_web, subscriber_row
 
 pytestmark = pytest.mark.browser
 
@@ -47,16 +46,8 @@ class Watched:
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
-    url = f"sqlite:///{tmp_path / 'browser.db'}"
-    upgrade(url)
-    engine = make_engine(url)
-    web = build_web(url, engine, tmp_path)
-    try:
-        with serve(web.app) as base_url:
-            yield Site(web=web, url=base_url)
-    finally:
-        web.close()
-        engine.dispose()
+    with served_web(tmp_path, "browser.db") as (web, base_url):
+        yield Site(web=web, url=base_url)
 
 
 @pytest.fixture

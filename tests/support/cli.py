@@ -27,16 +27,22 @@ def nurture(*args: str, env: dict[str, str], cwd: Path | None = None,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
-@pytest.fixture
-def cli_env(tmp_path: Path, smtp_server: Any) -> dict[str, str]:
+def cli_settings(database: Path, smtp_port: int) -> dict[str, str]:
+    """The environment of a `nurture` command on a SQLite file, sending to a loopback SMTP server,
+    with the repository's content."""
     return clean_env({
-        "NURTURE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-        "NURTURE_SMTP_URL": f"smtp://127.0.0.1:{smtp_server.port}",
+        "NURTURE_DATABASE_URL": f"sqlite:///{database}",
+        "NURTURE_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
         "NURTURE_SEQUENCES_DIR": str(ROOT / "sequences"),
         "NURTURE_TEMPLATES_DIR": str(ROOT / "templates"),
         "NURTURE_BASE_URL": "https://nurture.test",
         "NURTURE_SENDER": "Nurture <hello@nurture.test>",
     })
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, smtp_server: Any) -> dict[str, str]:
+    return cli_settings(tmp_path / "cli.db", smtp_server.port)
 
 
 def write_csv(path: Path, count: int) -> Path:

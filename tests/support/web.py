@@ -31,6 +31,7 @@ from nurture.rendering.types import Brand
 from nurture.services.runtime import Runtime
 from nurture.setting_values import parse_smtp_url
 from nurture.smtp.transports import SmtpTransport
+from nurture.store.database import make_engine, upgrade
 from nurture.store.models import Base, ConsentEvent, Delivery, Enrollment, Subscriber
 from nurture.store.sql.store import SqlStore
 from nurture.web.app import create_app
@@ -162,6 +163,23 @@ def build_web(database_url: str, engine: Engine, tmp_path: Path,
     runtime = Runtime(settings=settings, engine=engine, store=SqlStore(engine), content=content)
     app = create_app(settings, runtime=runtime, options=options or WebOptions(), clock=clock)
     return Web(app=app, engine=engine, clock=clock, settings=settings, content=content)
+
+
+@contextmanager
+def served_web(tmp_path: Path, database_name: str, options: WebOptions | None = None,
+               templates_dir: Path | None = None) -> Iterator[tuple[Web, str]]:
+    """A migrated SQLite file in `tmp_path`, the web harness on it, served by a real uvicorn
+    server: the harness and its base URL, for browser tests."""
+    url = f"sqlite:///{tmp_path / database_name}"
+    upgrade(url)
+    engine = make_engine(url)
+    web = build_web(url, engine, tmp_path, options=options, templates_dir=templates_dir)
+    try:
+        with serve(web.app) as base_url:
+            yield web, base_url
+    finally:
+        web.close()
+        engine.dispose()
 
 
 @pytest.fixture

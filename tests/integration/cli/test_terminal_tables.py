@@ -9,8 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.cli import clean_env, nurture
-from tests.support.paths import ROOT
+from tests.support.cli import cli_settings, nurture
 from tests.support.smtp import RecordingSmtpServer
 from tests.support.terminal import on_terminal
 
@@ -32,14 +31,7 @@ def sent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Three people in `sample`: all got the welcome; two the second step, one skipped it. Built
     once for the module (the tests only read it): dispatching through the CLI takes a while."""
     with RecordingSmtpServer() as smtp_server:
-        env = clean_env({
-            "NURTURE_DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('tables') / 'cli.db'}",
-            "NURTURE_SMTP_URL": f"smtp://127.0.0.1:{smtp_server.port}",
-            "NURTURE_SEQUENCES_DIR": str(ROOT / "sequences"),
-            "NURTURE_TEMPLATES_DIR": str(ROOT / "templates"),
-            "NURTURE_BASE_URL": "https://nurture.test",
-            "NURTURE_SENDER": "Nurture <hello@nurture.test>",
-        })
+        env = cli_settings(tmp_path_factory.mktemp("tables") / "cli.db", smtp_server.port)
         assert nurture("db", "upgrade", env=env).returncode == 0
         for index, reasons in enumerate(("stigma", "vulnerability", "stigma")):
             assert nurture("enroll", f"p{index}@example.org", "--sequence", "sample",
