@@ -9,6 +9,7 @@ from __future__ import annotations
 # Name -> target, in the order they run.
 BENCHMARKS: dict[str, str] = {
     "render": "ours ≥ 20× naive; same HTML and text",
+    "experiments": "drawing the arm + rendering a variant ≤ 1.05× the step as written",
     "e2e": "≥ 0.8 of a raw smtplib blast and ≥ 1,000 emails/s",
     "growth": "claim+record per email, 1M vs 10k history: ≤ 1.5 PostgreSQL, ≤ 2 SQLite",
     "lateness": "p99 due-to-sent ≤ tick + 1 s",

@@ -18,9 +18,11 @@ from nurture.clock import utcnow
 from nurture.config import Settings
 from nurture.scheduler.dispatch import DispatchJob
 from nurture.scheduler.housekeeping import Housekeeping
+from nurture.scheduler.judge_experiments import JudgeExperiments
 from nurture.scheduler.reap_leases import ReapLeases
 from nurture.scheduler.reload_content import ReloadContent
 from nurture.scheduler.sqlite_lock import sqlite_single_process
+from nurture.services.experiments import judge_experiments
 from nurture.services.metrics import SchedulerMetrics, metered
 from nurture.services.retention import purge_expired
 from nurture.services.runtime import Runtime, runtime_from
@@ -32,6 +34,9 @@ log = logging.getLogger(__name__)
 
 CONTENT_RELOAD_SECONDS = 10
 HOUSEKEEPING_HOURS = 1
+JUDGE_HOURS = 24
+"""One look a day: the stopping rule's error rates were simulated for daily looks, and more
+looks would declare more false winners."""
 
 
 class SchedulerService:
@@ -58,6 +63,8 @@ class SchedulerService:
             purge=partial(purge_expired, engine,
                           retention=timedelta(days=runtime.settings.retention_days)),
             clock=clock)
+        self.judge_experiments = JudgeExperiments(
+            judge=partial(judge_experiments, engine), content=content, clock=clock)
         self._scheduler = BackgroundScheduler(
             timezone="UTC",
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -72,6 +79,8 @@ class SchedulerService:
         add(self.reload_content.run, "interval", seconds=CONTENT_RELOAD_SECONDS,
             id="reload-content")
         add(self.housekeeping.run, "interval", hours=HOUSEKEEPING_HOURS, id="housekeeping",
+            next_run_time=self.clock())
+        add(self.judge_experiments.run, "interval", hours=JUDGE_HOURS, id="judge-experiments",
             next_run_time=self.clock())
         self.reload_content.record_version()
         if settings.metrics_port:

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     retry_max_seconds: int = Field(default=6 * 3600, ge=1)
     max_attempts: int = Field(default=8, ge=1, le=100)
     retention_days: int = Field(default=30, ge=1, le=3650)
+    click_counting: bool = Field(
+        default=False, description="count clicks on the links of an email's own body, per "
+        "delivery, through first-party redirects (no pixel; kept for the retention period)")
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     metrics_host: str = "127.0.0.1"
     mailcatcher_smtp_port: int = Field(default=1025, ge=1, le=65535)

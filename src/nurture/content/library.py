@@ -9,15 +9,17 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
+from nurture.content.experiments import check_experiments
 from nurture.content.rules import check_rules
 from nurture.content.safety import check_talk_safety
 from nurture.content.selection import confirmation_sequences
 from nurture.content.sequences import load_sequence_file
 from nurture.content.translations import load_texts, localized_steps
 from nurture.content.warnings import check_warnings
-from nurture.domain.model import Sequence
+from nurture.domain.model import Sequence, Step
 from nurture.domain.problems import ContentInvalid, ContentProblem, Severity
 from nurture.rendering.library import TemplateLibrary
 
@@ -37,6 +39,12 @@ class Content:
     confirmation_starts: frozenset[str] = frozenset()
     """The sequences a confirmation can start (sequences/selection.yaml): their first step may
     go out at once after confirming."""
+
+    @cached_property
+    def experiments(self) -> tuple[tuple[Sequence, Step], ...]:
+        """The steps under an experiment, in sequence and step order."""
+        return tuple((self.sequences[key], step) for key in sorted(self.sequences)
+                     for step in self.sequences[key].steps if step.experiment is not None)
 
     def sequence(self, key: str) -> Sequence:
         try:
@@ -98,7 +106,8 @@ def _check_templates(library: TemplateLibrary, sequences: Mapping[str, Sequence]
     problems = library.check_layouts()
     for sequence in sequences.values():
         for step in sequence.steps:
-            problems.extend(library.check_step(sequence, step))
+            for version in step.versions():
+                problems.extend(library.check_step(sequence, version))
     for sequence, step, text in localized_steps(sequences, library.translations):
         problems.extend(library.check_step(sequence, step, where=(text.path, 1),
                                            locales=(text.locale,)))
@@ -137,7 +146,9 @@ def check_content(sequences_dir: Path, templates_dir: Path, *, rules: bool = Tru
     if rules and not any(p.severity is Severity.ERROR for p in problems):
         problems.extend(check_rules(sequences, library))
     problems.extend(_check_follow_ups(sequences))
+    problems.extend(check_experiments(sequences))
     return sequences, library, problems
+
 
 
 def load_content(sequences_dir: Path, templates_dir: Path, *, rules: bool = False) -> Content:

@@ -71,7 +71,8 @@ def check_talk_safety(sequences: Mapping[str, Sequence], templates_dir: Path,
                       translations: Translations | None = None) -> list[ContentProblem]:
     """A problem for each step marked `asks_to_talk` whose template, default or per locale, does
     not include the safety note for every reader."""
-    steps = [(sequences[key], step) for key in sorted(sequences) for step in sequences[key].steps]
+    steps = [(sequences[key], version) for key in sorted(sequences) for step in sequences[key].steps
+             for version in step.versions()]
     for text in translations.texts() if translations is not None else []:
         sequence = sequences.get(text.sequence)
         step = sequence.step(text.step) if sequence is not None else None

@@ -107,7 +107,9 @@ def sample_renders(
     for key in sorted(sequences):
         sequence = sequences[key]
         for step in sequence.steps:
-            yield sequence, step, _render_step(sequence, step, library, personas, links)
+            # Every variant of an experiment is an email someone gets: each meets every rule.
+            for version in step.versions():
+                yield sequence, version, _render_step(sequence, version, library, personas, links)
 
 
 def footer_separator(library: TemplateLibrary) -> str | None:

@@ -10,7 +10,8 @@ from typing import Final
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from nurture.content.sequences import CONDITION_FIELDS, KEY_PATTERN, NodeReader, read_condition
+from nurture.content.nodes import KEY_PATTERN, NodeReader
+from nurture.content.sequences import CONDITION_FIELDS, read_condition
 from nurture.domain.model import Condition, Profile
 from nurture.domain.problems import ContentInvalid, ContentProblem
 

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import Node, SequenceNode
 
 from nurture.content.delays import DELAY_FORMS, DelayError, parse_delay
+from nurture.content.experiments import read_experiment
+from nurture.content.nodes import KEY_PATTERN, NodeReader, read_flag
 from nurture.domain.model import WEEKDAY_NAMES, Condition, SendWindow, Sequence, Step
 from nurture.domain.problems import ContentProblem
-from nurture.domain.reasons import KNOWN_REASONS
+from nurture.domain.reasons import KNOWN_EXIT_EVENTS, KNOWN_REASONS
 
-KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-# What a subscriber can report from the quiet links in emails (and the API, for a booked call).
-KNOWN_EXIT_EVENTS = frozenset({"consult_booked", "partner_said_yes", "started_solo"})
 SEQUENCE_FIELDS = {"key", "name", "window", "exit_on", "follow_up", "steps", "description"}
 STEP_FIELDS = {
     "key",
@@ -31,64 +29,10 @@ STEP_FIELDS = {
     "when",
     "asks_to_talk",
     "immediate",
+    "experiment",
 }
 CONDITION_FIELDS = {"hesitations_any", "hesitations_all", "hesitations_none", "discreet", "locale_in"}
 _HOURS = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
-
-
-@dataclass
-class NodeReader:
-    """Turns YAML nodes into values while collecting problems against one file (the sequence
-    files and sequences/selection.yaml)."""
-
-    path: Path
-    problems: list[ContentProblem]
-
-    def problem(self, node: Node | None, message: str, fix: str) -> None:
-        line = node.start_mark.line + 1 if node is not None else 0
-        self.problems.append(ContentProblem(self.path, line, message, fix))
-
-    def mapping(self, node: Node, what: str, allowed: set[str]) -> dict[str, tuple[Node, Node]]:
-        if not isinstance(node, MappingNode):
-            self.problem(node, f"{what} must be a mapping of `name: value` lines", f"write {what} as "
-                         "indented `name: value` lines")
-            return {}
-        result: dict[str, tuple[Node, Node]] = {}
-        for key_node, value_node in node.value:
-            name = str(key_node.value)
-            if name in result:
-                self.problem(key_node, f"'{name}' is given twice in {what}", "keep one of them")
-            elif name not in allowed:
-                self.problem(key_node, f"unknown field '{name}' in {what}",
-                             f"use one of: {', '.join(sorted(allowed))}")
-            result[name] = (key_node, value_node)
-        return result
-
-    def text(self, fields: dict[str, tuple[Node, Node]], name: str, what: str, *,
-             required: bool, parent: Node) -> str | None:
-        if name not in fields:
-            if required:
-                self.problem(parent, f"{what} has no '{name}'", f"add `{name}: ...` to {what}")
-            return None
-        node = fields[name][1]
-        if not isinstance(node, ScalarNode) or not str(node.value).strip():
-            self.problem(node, f"'{name}' in {what} must be a non-empty text", f"give `{name}` a value")
-            return None
-        return str(node.value)
-
-    def string_list(self, node: Node, what: str) -> list[tuple[str, Node]]:
-        if isinstance(node, ScalarNode):
-            return [(str(node.value), node)]
-        if not isinstance(node, SequenceNode):
-            self.problem(node, f"{what} must be a list", f"write {what} as [a, b]")
-            return []
-        items: list[tuple[str, Node]] = []
-        for item in node.value:
-            if not isinstance(item, ScalarNode):
-                self.problem(item, f"{what} must hold plain words", "remove the nested value")
-                continue
-            items.append((str(item.value), item))
-        return items
 
 
 def _read_days(reader: NodeReader, node: Node) -> frozenset[int] | None:
@@ -162,23 +106,10 @@ def read_condition(reader: NodeReader, node: Node, what: str) -> Condition | Non
     return Condition(**values)
 
 
-def _read_flag(reader: NodeReader, fields: dict[str, tuple[Node, Node]], name: str, what: str) -> bool:
-    """A true/false field of a step; false when absent, and a problem when it is anything else."""
-    if name not in fields:
-        return False
-    node = fields[name][1]
-    raw = str(getattr(node, "value", "")).strip().lower() if isinstance(node, ScalarNode) else ""
-    if raw not in ("true", "false"):
-        reader.problem(node, f"`{name}` in {what} must be true or false",
-                       f"write `{name}: true` or `{name}: false`, or remove the line")
-        return False
-    return raw == "true"
-
-
 def _read_immediate(reader: NodeReader, fields: dict[str, tuple[Node, Node]], what: str,
                     index: int, delay: timedelta | None) -> bool:
     """`immediate: true` belongs on the first step alone, with no delay: it means "at once"."""
-    immediate = _read_flag(reader, fields, "immediate", what)
+    immediate = read_flag(reader, fields, "immediate", what)
     if immediate and index > 0:
         reader.problem(fields["immediate"][0], f"`immediate` is set on {what}, which is not the "
                        "first step: only the first email can go out at once after confirming",
@@ -212,8 +143,10 @@ def _read_step(reader: NodeReader, node: Node, index: int) -> Step | None:
                            f"write a whole number with a unit (m, h, d, w), e.g. {DELAY_FORMS}")
     when = (read_condition(reader, fields["when"][1], f"the `when` of step '{key or '?'}'")
             if "when" in fields else None)
-    asks_to_talk = _read_flag(reader, fields, "asks_to_talk", what)
+    asks_to_talk = read_flag(reader, fields, "asks_to_talk", what)
     immediate = _read_immediate(reader, fields, what, index, delay)
+    experiment = (read_experiment(reader, fields["experiment"][1], key or str(index + 1))
+                  if "experiment" in fields else None)
     if key is None or template is None or subject is None or delay is None:
         return None
     return Step(
@@ -229,6 +162,7 @@ def _read_step(reader: NodeReader, node: Node, index: int) -> Step | None:
         line=node.start_mark.line + 1,
         asks_to_talk=asks_to_talk,
         immediate=immediate,
+        experiment=experiment,
     )
 
 

@@ -6,9 +6,12 @@ the pure rules on it (a condition matching a profile), so the planner and render
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import time, timedelta
+from functools import cached_property
 from pathlib import Path
+
+from nurture.domain.experiments import Experiment, Variant
 
 WEEKDAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -106,6 +109,41 @@ class Step:
     """Only for the first step: when the person's own confirmation starts the enrollment, the step
     is due at that moment and goes out outside the send window (they are there now); an operator's
     enroll or a CSV import keeps the window. Later steps always keep it."""
+    experiment: Experiment | None = None
+    """Variants of this step tested against each other (and a holdout); None: one version."""
+    variant: str | None = None
+    """Which variant of the experiment this is, once `with_variant` made it; None: the step's own."""
+
+    def with_variant(self, key: str) -> Step:
+        """The step as variant `key` of its experiment has it: what the variant leaves out is the
+        step's own. The step itself when there is no such variant (it was removed from the file)."""
+        return self._variant_steps.get(key, self)
+
+    @cached_property
+    def _variant_steps(self) -> dict[str, Step]:
+        # Made once per content version: a send must not rebuild a step for every email.
+        if self.experiment is None:
+            return {}
+        return {variant.key: self._as_variant(variant) for variant in self.experiment.variants}
+
+    def _as_variant(self, variant: Variant) -> Step:
+        key = variant.key
+        return replace(
+            self,
+            variant=key,
+            line=variant.line or self.line,
+            template=variant.template or self.template,
+            subject=variant.subject or self.subject,
+            preheader=variant.preheader if variant.preheader is not None else self.preheader,
+            discreet_subject=variant.discreet_subject or self.discreet_subject,
+            discreet_preheader=variant.discreet_preheader or self.discreet_preheader,
+        )
+
+    def versions(self) -> tuple[Step, ...]:
+        """The step and each of its variants: what validate checks and previews can show."""
+        if self.experiment is None:
+            return (self,)
+        return (self, *(self.with_variant(key) for key in self.experiment.variant_keys))
 
 
 @dataclass(frozen=True)

@@ -21,3 +21,8 @@ REASONS: Final[dict[str, str]] = {
 }
 
 KNOWN_REASONS: Final[frozenset[str]] = frozenset(REASONS)
+
+# What a subscriber can report from the quiet links in emails (and the API, for a booked call): the
+# events a sequence can exit on, and those an experiment can count as its conversion.
+KNOWN_EXIT_EVENTS: Final[frozenset[str]] = frozenset({"consult_booked", "partner_said_yes",
+                                                      "started_solo"})

@@ -13,7 +13,9 @@ from functools import lru_cache
 from uuid import UUID
 
 from nurture.content.library import Content
+from nurture.domain.experiments import HOLDOUT
 from nurture.domain.model import Profile, Sequence, Step
+from nurture.engine.click_links import count_clicks
 from nurture.engine.planner import in_window, next_in_window, plan_next
 from nurture.engine.policy import DispatchPolicy
 from nurture.engine.ports import (
@@ -39,6 +41,8 @@ SYSTEM_SEQUENCE = "system"
 CONFIRM_STEP = "confirm"
 LOOK_AGAIN = timedelta(hours=1)
 """How long an email waits for content that is missing (a sequence removed or being renamed)."""
+HOLDOUT_REASON = "holdout of experiment"
+"""How a holdout's skipped row reads; results count the holdout by it."""
 AT_ONCE_FOR = timedelta(hours=1)
 """How long after confirming an immediate first email may still go out outside the send window.
 Enough for the first retries of a relay hiccup (1, 2, 4, 8, 16 minutes); after an hour the person
@@ -52,6 +56,8 @@ class Letterhead:
     brand: Brand
     links: LinkMaker
     message_id_domain: str
+    count_clicks: bool = False
+    """Body links go through the first-party click redirect (NURTURE_CLICK_COUNTING)."""
 
     @property
     def envelope_from(self) -> str:
@@ -139,6 +145,14 @@ def _step(claim: ClaimedDelivery, enrollment: EnrollmentSnapshot, content: Conte
         return _skip(claim, sequence, profile, now, "step removed from the content")
     if step.when is not None and not step.when.matches(profile):
         return _skip(claim, sequence, profile, now, "condition not met: " + step.when.describe())
+    assignment = claim.assignment
+    if step.experiment is not None and assignment is not None \
+            and assignment.experiment_key == step.experiment.key:
+        if assignment.arm == HOLDOUT:
+            # The holdout's delay still elapses: the next step is planned from this one's due time.
+            return _skip(claim, sequence, profile, now, f"{HOLDOUT_REASON} {assignment.experiment_key}")
+        # A variant an edit removed is the step's own version (with_variant gives the step).
+        step = step.with_variant(assignment.arm)
     if not in_window(sequence.window, profile.time_zone, now) and not _at_once(
             claim, enrollment, now):
         # Quiet hours hold even after an outage: wait for the subscriber's next window.
@@ -213,6 +227,11 @@ def _render(claim: ClaimedDelivery, content: Content, sequence: Sequence, step: 
         rendered = content.library.render(
             sequence, step, Recipient(subscriber.email, subscriber.first_name, profile),
             links, letterhead.brand)
+        if letterhead.count_clicks:
+            rendered = count_clicks(rendered, library=content.library,
+                                    base_url=letterhead.links.base_url,
+                                    secret_key=letterhead.links.signer.secret_key,
+                                    delivery_id=claim.id)
         data = build_message(rendered, to=subscriber.email, message_id=message_id,
                              links=links, date=now)
     except Exception as error:  # a render bug must not stop the batch; the row stays retryable

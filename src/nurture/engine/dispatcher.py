@@ -10,12 +10,13 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from nurture.content.library import Content
+from nurture.engine.assignment import Assigner
 from nurture.engine.decisions import Letterhead, MessageToSend, decide, outcome_of_send, with_live
 from nurture.engine.pacing import Pace
 from nurture.engine.policy import DispatchPolicy
@@ -141,6 +142,11 @@ class Dispatcher:
     throttle: Throttle = field(default_factory=lambda: Throttle.from_settings(ThrottleSettings()))
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+    assigner: Assigner | None = None
+    """Draws experiment arms; without one, steps under an experiment go out as written."""
+    winners: Callable[[], Mapping[str, str]] = dict
+    """The experiments' declared winners, read before each claim that may assign."""
+    count_clicks: bool = False
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def request_stop(self) -> None:
@@ -280,15 +286,18 @@ class Dispatcher:
         # Time passes while a long run drains the queue: a later claim "at `now`" would get a
         # lease that is already over, and other processes would take its rows.
         now = run.clock.now() if run.claims else run.clock.start
+        # The content read before the claim is the one its arms are drawn for and decided with.
+        content = self.content()
+        assign = (self.assigner.for_claims(content, self.winners())
+                  if self.assigner is not None and content.experiments else None)
         claims = self.store.claim_due(now=now, owner=self.owner, limit=limit,
-                                      lease=self.policy.lease)
+                                      lease=self.policy.lease, assign=assign)
         run.claims += 1
         run.more = len(claims) >= limit
         if not claims:
             return False
-        batch = _Batch(now=now, content=self.content(),
-                       letterhead=Letterhead(self.brand, self.links, self.message_id_domain),
-                       report=DispatchReport(claimed=len(claims)), open=len(claims))
+        letterhead = Letterhead(self.brand, self.links, self.message_id_domain, self.count_clicks)
+        batch = _Batch(now, content, letterhead, DispatchReport(claimed=len(claims)), len(claims))
         run.batches.append(batch)
         run.pending.extend((claim, batch) for claim in claims)
         run.checked_at = None  # an unsubscribe may land between the claim and the send

@@ -77,6 +77,29 @@ class EnrollmentSnapshot:
     last_sent_at: datetime | None
 
 
+class AssignedBy(StrEnum):
+    CHANCE = "chance"
+    """Drawn from the weights (and the holdout): the only assignments an experiment is judged on."""
+    WINNER = "winner"
+    """The winner, decided or pinned, given to someone not yet assigned."""
+    EARLIER = "earlier"
+    """The arm this person had in the same experiment before (an earlier enrollment)."""
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Which arm of an experiment one delivery is: a variant key, or the holdout."""
+
+    experiment_key: str
+    arm: str
+    by: AssignedBy = AssignedBy.CHANCE
+
+
+Assign = Callable[[Seq["ClaimedDelivery"]], Mapping[UUID, Assignment]]
+"""Given claimed deliveries, the assignments to record on those that have none yet. The store
+calls it inside the claim, so an assignment is written before the row can be sent."""
+
+
 @dataclass(frozen=True)
 class ClaimedDelivery:
     """A delivery this process holds a lease on, with everything needed to decide and render it."""
@@ -95,6 +118,11 @@ class ClaimedDelivery:
     immediate: bool = False
     """The first step, due at once after the person's own confirmation: the send window does not
     hold it (nor its retries soon after)."""
+    assignment: Assignment | None = None
+    """The experiment arm recorded on this delivery when it was first claimed."""
+    earlier_arms: Mapping[str, str] = field(default_factory=dict)
+    """Experiment key to the arm this subscriber was given on other deliveries, read only when
+    the claim assigns: a person never gets two variants of one experiment."""
 
 
 @dataclass(frozen=True)
@@ -148,10 +176,15 @@ class Outcome:
 
 class DeliveryStore(Protocol):
     def claim_due(
-        self, *, now: datetime, owner: str, limit: int, lease: timedelta
+        self, *, now: datetime, owner: str, limit: int, lease: timedelta,
+        assign: Assign | None = None,
     ) -> list[ClaimedDelivery]:
         """Lease up to `limit` deliveries that are due at `now` (queued or deferred with due_at <= now,
-        or sending with an expired lease), oldest due first; no two owners ever hold the same row."""
+        or sending with an expired lease), oldest due first; no two owners ever hold the same row.
+
+        With `assign`, the claimed rows without an assignment (and with their subscriber's earlier
+        arms) are offered to it, and what it returns is recorded on the rows in the same
+        transaction and carried by the claims returned."""
         ...
 
     def record(self, outcomes: Seq[Outcome], *, owner: str) -> None:

@@ -26,7 +26,7 @@ from nurture.rendering.escaping import ESCAPERS, UNSAFE_CHARS, URL, Context, che
 from nurture.rendering.locales import Locales
 from nurture.rendering.placeholders import Placeholders
 from nurture.rendering.text import wrap_line, wrap_text
-from nurture.rendering.translations import Localized, Translations
+from nurture.rendering.translations import DEFAULT_TEXT_LOCALE, Localized, Translations
 from nurture.rendering.types import (
     Brand,
     CacheStats,
@@ -102,6 +102,12 @@ class TemplateLibrary:
         """The step with the texts a reader in `locale` gets: their locale's own where it has
         them, else along its fallback chain to the default texts (each fallback logged)."""
         return self.translations.localize(sequence, step, self._locales.chain(locale))
+
+    def reads_default_text(self, sequence: Sequence, step: Step, locale: str) -> bool:
+        """Whether a reader in `locale` gets the step's default texts (sequence file and
+        templates/emails/<sequence>/), which is what an experiment's variants change."""
+        sources = self.localize(sequence, step, locale).sources
+        return all(source == DEFAULT_TEXT_LOCALE for source in sources.values())
 
     def _reader_locale(self, locale: str, localized: Localized) -> LocaleData:
         """The locale's data, its language that of the body the reader gets: a Hindi reader of

@@ -102,7 +102,7 @@ class Translations:
         self.locales: frozenset[str] = frozenset(key[2] for key in self._texts)
         """The locales that have texts of their own, for some step of some sequence."""
         # Resolved once per step and chain, so each fallback is logged once per content version.
-        self._cache: dict[tuple[str, str, tuple[str, ...]], Localized] = {}
+        self._cache: dict[tuple[str, str, str | None, tuple[str, ...]], Localized] = {}
 
     def texts(self) -> list[StepText]:
         return list(self._texts.values())
@@ -119,7 +119,7 @@ class Translations:
     def localize(self, sequence: Sequence, step: Step, chain: tuple[str, ...]) -> Localized:
         """The step with each text taken from the first locale of `chain` that has it (the
         default last); a text from further down than the reader's locale is logged, once."""
-        key = (sequence.key, step.key, chain)
+        key = (sequence.key, step.key, step.variant, chain)
         found = self._cache.get(key)
         if found is None:
             found = self._cache[key] = self._resolve(sequence, step, chain)

@@ -10,12 +10,13 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 
 from nurture.content.library import Content
-from nurture.content.sequences import KNOWN_EXIT_EVENTS
 from nurture.domain.people import Person
+from nurture.domain.reasons import KNOWN_EXIT_EVENTS
 from nurture.engine.enrollment import new_enrollment
 from nurture.engine.ports import ConsentRecord, SubscriberStatus
 from nurture.store.accounts.store import AccountStore
 from nurture.store.events import end_enrollments
+from nurture.store.experiments import record_conversion
 from nurture.store.sql.store import SqlStore
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ def record_event(engine: Engine, content: Content, subscriber_id: uuid.UUID, eve
     account = AccountStore(engine).account(subscriber_id)
     if account is None or account.status is not SubscriberStatus.ACTIVE:
         return EventOutcome(found=False)
+    # Kept with its time whatever it ends: experiments count it within their window after a send.
+    record_conversion(engine, subscriber_id, event, now)
     open_keys = {item.sequence_key for item in account.enrollments}
     exiting = [key for key in open_keys
                if key in content.sequences and event in content.sequences[key].exit_on]

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 
 from nurture.config import Settings
 from nurture.content.library import ContentHolder
+from nurture.engine.assignment import Assigner
 from nurture.engine.dispatcher import Dispatcher
 from nurture.engine.policy import DispatchPolicy
 from nurture.engine.ports import Transport
@@ -18,6 +19,7 @@ from nurture.engine.tokens import LinkMaker, TokenSigner
 from nurture.rendering.types import Brand
 from nurture.smtp.factory import transport_from_settings
 from nurture.store.database import ensure_migrated, make_engine
+from nurture.store.experiments import declared_winners
 from nurture.store.sql.store import SqlStore
 
 
@@ -87,6 +89,9 @@ class Runtime:
             message_id_domain=self.settings.sender_domain,
             policy=policy_from(self.settings),
             throttle=throttle_from(self.settings),
+            assigner=Assigner(self.settings.secret_key),
+            winners=lambda: declared_winners(self.engine),
+            count_clicks=self.settings.click_counting,
         )
 
 

@@ -41,6 +41,9 @@ OPEN_ENROLLMENT_SQL: Final = "status IN ('active', 'paused')"
 # contains its condition as written (literals, not bound parameters).
 CLAIMABLE_SQL: Final = "status IN ('queued', 'deferred')"
 LEASED_SQL: Final = "status = 'sending'"
+ASSIGNED_SQL: Final = "variant IS NOT NULL"
+EXPERIMENT_SQL: Final = "experiment_key IS NOT NULL"
+WINNER_SQL: Final = "kind = 'winner'"
 CLAIMABLE_INDEX: Final = "ix_delivery_claimable_due_at"
 LEASED_INDEX: Final = "ix_delivery_leased_lease_expires_at"
 
@@ -123,6 +126,12 @@ class Delivery(Base):
             sqlite_where=text(CLAIMABLE_SQL),
             postgresql_where=text(CLAIMABLE_SQL),
         ),
+        # A claim that assigns reads the subscriber's earlier arms; results read an experiment's
+        # rows. Both stay as small as the experiments are.
+        Index("ix_delivery_assigned_subscriber_id", "subscriber_id",
+              sqlite_where=text(ASSIGNED_SQL), postgresql_where=text(ASSIGNED_SQL)),
+        Index("ix_delivery_experiment_key", "experiment_key",
+              sqlite_where=text(EXPERIMENT_SQL), postgresql_where=text(EXPERIMENT_SQL)),
         Index(
             LEASED_INDEX,
             "lease_expires_at",
@@ -154,6 +163,10 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The first step, planned at the person's own confirmation: not held by the send window.
     immediate: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The experiment arm, written when the row is first claimed and never changed after.
+    experiment_key: Mapped[str | None] = mapped_column(String(100))
+    variant: Mapped[str | None] = mapped_column(String(64))
+    assigned_by: Mapped[str | None] = mapped_column(String(16))
 
 
 class Suppression(Base):
@@ -171,6 +184,46 @@ class ContentVersion(Base):
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     loaded_at: Mapped[datetime] = mapped_column(UTCDateTime)
     files: Mapped[list[str]] = mapped_column(JSON, default=list)
+    notes: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    """What this version changed for people already in an experiment (a variant removed)."""
+
+
+class ConversionEvent(Base):
+    """An event a subscriber reported (a booked consult, starting on their own), with its time:
+    what an experiment counts within its window after each send."""
+
+    __tablename__ = "conversion_event"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    subscriber_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("subscriber.id", ondelete="CASCADE"), index=True
+    )
+    event: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ExperimentHistory(Base):
+    """What happened to an experiment: a winner declared (with its figures), a winner pinned in
+    the file, a variant removed by an edit (its people get the step's own version)."""
+
+    __tablename__ = "experiment_history"
+    __table_args__ = (
+        UniqueConstraint("experiment_key", "kind", "variant"),
+        # One declared winner per experiment, whichever scheduler judges first.
+        Index("uq_experiment_history_one_winner", "experiment_key", unique=True,
+              sqlite_where=text(WINNER_SQL), postgresql_where=text(WINNER_SQL)),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    experiment_key: Mapped[str] = mapped_column(String(100))
+    sequence_key: Mapped[str] = mapped_column(String(100))
+    step_key: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(16))
+    variant: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    content_version: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    figures: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
 
 
 # Core tables for the bulk statements of SqlStore (executemany without ORM bookkeeping).
@@ -180,6 +233,8 @@ enrollment_table: Final = cast(Table, Enrollment.__table__)
 delivery_table: Final = cast(Table, Delivery.__table__)
 suppression_table: Final = cast(Table, Suppression.__table__)
 content_version_table: Final = cast(Table, ContentVersion.__table__)
+conversion_event_table: Final = cast(Table, ConversionEvent.__table__)
+experiment_history_table: Final = cast(Table, ExperimentHistory.__table__)
 
 
 class SchedulerHeartbeat(Base):
@@ -197,3 +252,19 @@ class SchedulerHeartbeat(Base):
 
 
 scheduler_heartbeat_table: Final = cast(Table, SchedulerHeartbeat.__table__)
+
+
+class ClickCount(Base):
+    """Clicks on one delivery's counted links (NURTURE_CLICK_COUNTING): how many, the first and
+    the last. Nothing about who clicked, from where, or on which link."""
+
+    __tablename__ = "click_count"
+
+    delivery_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("delivery.id", ondelete="CASCADE"), primary_key=True)
+    clicks: Mapped[int] = mapped_column(Integer, default=0)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+click_count_table: Final = cast(Table, ClickCount.__table__)

@@ -28,6 +28,8 @@ class DeliveryView:
     last_error: str | None
     skip_reason: str | None
     content_version: str | None
+    variant: str | None = None
+    """The experiment arm recorded on it, if any."""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The FastAPI app factory: checks the settings, builds the shared WebContext, adds the middleware and
-the error pages, and includes one router per area (signup, crisis, links, preferences, the page for a
-partner, api, ops, admin). The pages are server-rendered from templates/pages/ and need no JavaScript."""
+the error pages, and includes one router per area (signup, crisis, links, counted clicks,
+preferences, the page for a partner, api, ops, admin). The pages are server-rendered from
+templates/pages/ and need no JavaScript."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 from nurture.clock import utcnow
 from nurture.config import DEFAULT_SECRET_KEY, Environment, Settings, SettingsError
 from nurture.services.runtime import Runtime, runtime_from
-from nurture.web import api, crisis, links, ops, partner, preferences, signup
+from nurture.web import api, clicks, crisis, links, ops, partner, preferences, signup
 from nurture.web.admin.auth import AdminOptions
 from nurture.web.admin.router import install_admin
 from nurture.web.context import build_context
@@ -58,8 +59,8 @@ def create_app(
     app.add_middleware(SecurityMiddleware)
     app.exception_handler(Refused)(refused)
     app.exception_handler(StarletteHTTPException)(http_error)
-    for router in (signup.router, crisis.router, links.router, preferences.router, partner.router,
-                   api.router, ops.router):
+    for router in (signup.router, crisis.router, links.router, clicks.router, preferences.router,
+                   partner.router, api.router, ops.router):
         app.include_router(router)
     install_admin(app, settings, runtime, clock=clock, options=AdminOptions.from_settings(settings),
                   client_ip=web.client_ip)

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from nurture.engine.ports import EnrollmentStatus, Progress, SubscriberStatus
 from nurture.store.accounts.statements import is_suppressed, suppress
 from nurture.store.accounts.types import Account, EnrollmentState
+from nurture.store.clicks import delete_clicks_of
 from nurture.store.models import (
     ConsentEvent,
     Delivery,
@@ -140,6 +141,7 @@ class PersonalData:
             suppress(conn, address_hash(email), SUPPRESSION_REASON_ERASED, now)
             # Explicit deletes rather than ON DELETE CASCADE alone: erasure must not depend on a
             # pragma being on in every SQLite connection.
+            delete_clicks_of(conn, delivery_table.c.subscriber_id == subscriber_id)
             for table in (delivery_table, enrollment_table, consent_event_table):
                 conn.execute(delete(table).where(table.c.subscriber_id == subscriber_id))
             conn.execute(delete(subscriber_table).where(subscriber_table.c.id == subscriber_id))
@@ -161,6 +163,7 @@ class PersonalData:
             ))
             for start in range(0, len(ids), PURGE_CHUNK):
                 chunk = ids[start:start + PURGE_CHUNK]
+                delete_clicks_of(conn, delivery_table.c.subscriber_id.in_(chunk))
                 for table in (delivery_table, enrollment_table, consent_event_table):
                     conn.execute(delete(table).where(table.c.subscriber_id.in_(chunk)))
                 conn.execute(delete(subscriber_table).where(subscriber_table.c.id.in_(chunk)))

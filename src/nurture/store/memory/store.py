@@ -1,9 +1,8 @@
 """MemoryStore: the delivery, enrollment and feedback ports in one process's memory, for tests.
 
 It keeps SqlStore's semantics: leases with an owner and an expiry, the same unique keys, the same
-refusals, and outcomes and enrollments planned by the same code (`outcome_rows`, `enrollment_rows`).
-It needs no database and imports no SQLAlchemy.
-"""
+refusals, and outcomes and enrollments planned by the same code (`outcome_rows`, `enrollment_rows`,
+`assignments`). It needs no database and imports no SQLAlchemy."""
 
 from __future__ import annotations
 
@@ -16,6 +15,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from nurture.engine.ports import (
+    Assign,
     ClaimedDelivery,
     DeliveryKind,
     DeliveryStatus,
@@ -55,7 +55,8 @@ class MemoryStore:
     # -- DeliveryStore -------------------------------------------------------------------------
 
     def claim_due(
-        self, *, now: datetime, owner: str, limit: int, lease: timedelta
+        self, *, now: datetime, owner: str, limit: int, lease: timedelta,
+        assign: Assign | None = None,
     ) -> list[ClaimedDelivery]:
         require_aware("now", now)
         if limit <= 0:
@@ -76,6 +77,8 @@ class MemoryStore:
                 row.lease_owner = owner
                 row.lease_expires_at = now + lease
             claimed = [self._tables.claimed(row) for row in (*expired, *due)]
+            if assign is not None:
+                claimed = self._tables.assign_arms(claimed, assign)
         claimed.sort(key=lambda item: (item.due_at, item.id))
         log.debug("claimed %d deliveries for %s", len(claimed), owner)
         return claimed

@@ -4,12 +4,13 @@ database would enforce, and the snapshots and views read from them."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from nurture.engine.ports import (
+    Assign,
     ClaimedDelivery,
     DeliveryKind,
     DeliveryStatus,
@@ -19,6 +20,7 @@ from nurture.engine.ports import (
     SubscriberSnapshot,
     SubscriberStatus,
 )
+from nurture.store.assignments import assign_claims, recorded_assignment, unassigned_subscribers
 from nurture.store.rules import DONE, OPEN_ENROLLMENT, address_hash, require_aware
 from nurture.store.views import DeliveryView, EnrollmentView
 
@@ -95,6 +97,9 @@ class DeliveryRecord(Record):
     content_version: str | None = None
     sent_at: datetime | None = None
     immediate: bool = False
+    experiment_key: str | None = None
+    variant: str | None = None
+    assigned_by: str | None = None
 
     def held_by(self, owner: str) -> bool:
         return self.lease_owner == owner and self.status == DeliveryStatus.SENDING.value
@@ -255,7 +260,26 @@ class Tables:
             enrollment=enrollment,
             suppressed=self.is_suppressed(subscriber.email),
             immediate=record.immediate,
+            assignment=recorded_assignment(record.experiment_key, record.variant,
+                                           record.assigned_by),
         )
+
+    def assign_arms(self, claimed: list[ClaimedDelivery], assign: Assign) -> list[ClaimedDelivery]:
+        """The claims with the arms `assign` chose, written on their rows (as the SQL claim does)."""
+        earlier = self.earlier_arms(unassigned_subscribers(claimed))
+        claimed, assigned = assign_claims(claimed, earlier, assign)
+        for values in assigned:
+            self.deliveries[values["id"]].assign(values)
+        return claimed
+
+    def earlier_arms(self, subscriber_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, dict[str, str]]:
+        """Experiment key to arm, by subscriber, from every delivery that has one."""
+        wanted = set(subscriber_ids)
+        found: dict[uuid.UUID, dict[str, str]] = {}
+        for record in self.deliveries.values():
+            if record.subscriber_id in wanted and record.experiment_key and record.variant:
+                found.setdefault(record.subscriber_id, {})[record.experiment_key] = record.variant
+        return found
 
     def live_state(self, record: DeliveryRecord) -> LiveState:
         subscriber = self.subscribers[record.subscriber_id]
@@ -289,6 +313,7 @@ class Tables:
             last_error=record.last_error,
             skip_reason=record.skip_reason,
             content_version=record.content_version,
+            variant=record.variant,
         )
 
     @staticmethod

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Executable
 
 from nurture.engine.ports import (
+    Assign,
     ClaimedDelivery,
     DeliveryKind,
     DeliveryStatus,
@@ -25,8 +26,10 @@ from nurture.engine.ports import (
     SubscriberSnapshot,
     SubscriberStatus,
 )
+from nurture.store.assignments import assign_claims, recorded_assignment, unassigned_subscribers
 from nurture.store.crypto import DataKeyError, decrypt_list, decrypt_text
 from nurture.store.models import (
+    ASSIGNED_SQL,
     CLAIMABLE_INDEX,
     CLAIMABLE_SQL,
     LEASED_INDEX,
@@ -50,7 +53,8 @@ class Claims:
         self._bulk = Bulk(engine)
 
     def claim_due(
-        self, *, now: datetime, owner: str, limit: int, lease: timedelta
+        self, *, now: datetime, owner: str, limit: int, lease: timedelta,
+        assign: Assign | None = None,
     ) -> list[ClaimedDelivery]:
         require_aware("now", now)
         if limit <= 0:
@@ -78,7 +82,33 @@ class Claims:
                     )
                 )
             claimed = self._snapshots(conn, ids)
+            if assign is not None:
+                claimed = self._assign(conn, claimed, assign)
         log.debug("claimed %d deliveries for %s", len(claimed), owner)
+        return claimed
+
+    def _assign(self, conn: Connection, claimed: list[ClaimedDelivery],
+                assign: Assign) -> list[ClaimedDelivery]:
+        """Record the arms `assign` chooses on the claimed rows, in the claim's transaction."""
+        earlier: dict[uuid.UUID, dict[str, str]] = defaultdict(dict)
+        for chunk in self._bulk.batches(unassigned_subscribers(claimed)):
+            # The literal condition lets SQLite use the partial index of assigned rows.
+            for subscriber_id, experiment_key, variant in conn.execute(
+                select(Delivery.subscriber_id, Delivery.experiment_key, Delivery.variant)
+                .where(text(ASSIGNED_SQL), self._bulk.among(Delivery.subscriber_id, chunk))
+            ):
+                if experiment_key is not None and variant is not None:
+                    earlier[subscriber_id][experiment_key] = variant
+        claimed, rows = assign_claims(claimed, earlier, assign)
+        if rows:
+            d = delivery_table
+            conn.execute(
+                update(d).where(d.c.id == bindparam("row_id"))
+                .values(experiment_key=bindparam("arm_experiment"), variant=bindparam("arm"),
+                        assigned_by=bindparam("arm_by")),
+                [{"row_id": row["id"], "arm_experiment": row["experiment_key"],
+                  "arm": row["variant"], "arm_by": row["assigned_by"]} for row in rows],
+            )
         return claimed
 
     def _pick(self, condition: str, order: Column, now: datetime, limit: int) -> Executable:
@@ -131,6 +161,9 @@ class Claims:
                         Delivery.due_at,
                         Delivery.attempts,
                         Delivery.immediate,
+                        Delivery.experiment_key,
+                        Delivery.variant,
+                        Delivery.assigned_by,
                         Subscriber.id.label("subscriber_id"),
                         Subscriber.email,
                         # Read as stored and decrypted row by row below: one value written
@@ -205,6 +238,7 @@ def _claimed(row: Any, done: Mapping[uuid.UUID, set[str]], suppressed: bool) -> 
         suppressed=suppressed,
         unreadable=unreadable,
         immediate=row.immediate,
+        assignment=recorded_assignment(row.experiment_key, row.variant, row.assigned_by),
     )
 
 

@@ -44,6 +44,7 @@ class Inspection:
                     Delivery.last_error,
                     Delivery.skip_reason,
                     Delivery.content_version,
+                    Delivery.variant,
                 )
                 .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
                 .outerjoin(Enrollment, Enrollment.id == Delivery.enrollment_id)
@@ -67,6 +68,7 @@ class Inspection:
                 last_error=row.last_error,
                 skip_reason=row.skip_reason,
                 content_version=row.content_version,
+                variant=row.variant,
             )
             for row in rows
         ]

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from nurture.engine.ports import (
+    Assign,
     ClaimedDelivery,
     EnrollResult,
     LiveState,
@@ -54,9 +55,11 @@ class SqlStore:
     # -- DeliveryStore -------------------------------------------------------------------------
 
     def claim_due(
-        self, *, now: datetime, owner: str, limit: int, lease: timedelta
+        self, *, now: datetime, owner: str, limit: int, lease: timedelta,
+        assign: Assign | None = None,
     ) -> list[ClaimedDelivery]:
-        return self._claims.claim_due(now=now, owner=owner, limit=limit, lease=lease)
+        return self._claims.claim_due(now=now, owner=owner, limit=limit, lease=lease,
+                                      assign=assign)
 
     def record(self, outcomes: Seq[Outcome], *, owner: str) -> None:
         self._outcomes.record(outcomes, owner=owner)

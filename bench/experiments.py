@@ -1,0 +1,117 @@
+"""What an experiment costs per email: drawing the arm and rendering the variant against rendering
+the step as written (the sample's `next-steps`, every persona), and a claim that assigns (reading
+earlier arms, writing the arm) against a plain claim of the same rows, on SQLite."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROOT, Options, brand, fmt_seconds, median, quiet_logging, result, row
+from bench.render import DATE, links_for, persona_matrix
+
+NAME = "experiments"
+TARGET = 1.05
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+def _render_pass(library: Any, build: Any, jobs: list[tuple[Any, ...]], assign: Any) -> float:
+    started = time.perf_counter()
+    for sequence, step, recipient, links, message_id, subscriber_id in jobs:
+        version = assign(step, subscriber_id)
+        rendered = library.render(sequence, version, recipient, links, brand())
+        build(rendered, to=recipient.email, message_id=message_id, links=links, date=DATE)
+    return time.perf_counter() - started
+
+
+def _render(options: Options) -> tuple[float, float, int]:
+    """(as written, with arms) seconds per email, and the emails per pass."""
+    from nurture.content.library import load_content
+    from nurture.engine.assignment import Assigner
+    from nurture.rendering.mime import build_message
+
+    content = load_content(ROOT / "sequences", ROOT / "templates")
+    sequence, step = next((s, st) for s, st in content.experiments if s.key == "sample")
+    assert step.experiment is not None
+    experiment, assigner = step.experiment, Assigner("bench-secret-key")
+    recipients = persona_matrix()[: options.personas] if options.personas else persona_matrix()
+    jobs = [(sequence, step, recipient, links_for(index), f"<x{index}@bench.test>", uuid.UUID(int=index))
+            for index, recipient in enumerate(recipients)] * options.pick(8, 3)
+
+    def as_written(step: Any, subscriber_id: uuid.UUID) -> Any:
+        return step
+
+    def with_arm(step: Any, subscriber_id: uuid.UUID) -> Any:
+        return step.with_variant(assigner.arm(subscriber_id, experiment))
+
+    library = content.library
+    _render_pass(library, build_message, jobs, with_arm)  # warm both structures' caches
+    plain, tested = [], []
+    for _ in range(options.pick(7, 3)):  # alternated, so drift hits both alike
+        plain.append(_render_pass(library, build_message, jobs, as_written))
+        tested.append(_render_pass(library, build_message, jobs, with_arm))
+    return median(plain) / len(jobs), median(tested) / len(jobs), len(jobs)
+
+
+def _claims(options: Options) -> tuple[float, float, int]:
+    """(plain, assigning) seconds per claimed row: claim the same rows, release, again."""
+    from nurture.content.library import load_content
+    from nurture.domain.people import make_person
+    from nurture.engine.assignment import Assigner
+    from nurture.engine.enrollment import enroll
+    from nurture.engine.ports import ConsentRecord
+    from nurture.store.database import make_engine, upgrade
+    from nurture.store.sql.store import SqlStore
+
+    content = load_content(ROOT / "sequences", ROOT / "templates")
+    count = options.pick(2000, 500)
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite:///{Path(folder) / 'bench.db'}"
+        upgrade(url)
+        store = SqlStore(make_engine(url))
+        people = [make_person(f"b{index}@example.org", time_zone="UTC") for index in range(count)]
+        enroll(store, content, people, "sample", ConsentRecord(kind="operator", source="bench"),
+               NOW - timedelta(days=1))
+        assign = Assigner("bench-secret-key").for_claims(content, {})
+        plain, assigning = [], []
+        for _ in range(options.pick(7, 3)):
+            for hook, times in ((None, plain), (assign, assigning)):
+                started = time.perf_counter()
+                claimed = store.claim_due(now=NOW, owner="bench", limit=count,
+                                          lease=timedelta(minutes=5), assign=hook)
+                times.append(time.perf_counter() - started)
+                store.release([claim.id for claim in claimed], owner="bench")
+    return median(plain) / count, median(assigning) / count, count
+
+
+def run(options: Options) -> dict[str, Any]:
+    quiet_logging()
+    plain, tested, emails = _render(options)
+    claim_plain, claim_assigning, rows = _claims(options)
+    render_ratio, claim_ratio = tested / plain, claim_assigning / claim_plain
+    per_email_ratio = (tested + claim_assigning) / (plain + claim_plain)
+    details = {"render_s_per_email": plain, "render_with_arm_s_per_email": tested,
+               "claim_s_per_row": claim_plain, "claim_assigning_s_per_row": claim_assigning,
+               "emails_per_pass": emails, "claimed_rows": rows}
+    rows_out = [
+        row("experiments: draw the arm + render the variant, per email", measured=fmt_seconds(tested),
+            baseline=f"{fmt_seconds(plain)} as written", ratio=render_ratio, target=f"≤ {TARGET:g}×",
+            met=render_ratio <= TARGET, measured_value=tested, baseline_value=plain, unit="s/email"),
+        row("experiments: a claim that assigns, per row (SQLite)",
+            measured=fmt_seconds(claim_assigning), baseline=f"{fmt_seconds(claim_plain)} plain",
+            ratio=claim_ratio, target="tracked", met=None, measured_value=claim_assigning,
+            baseline_value=claim_plain, unit="s/row"),
+        row("experiments: claim + render per email, with arms vs without",
+            measured=fmt_seconds(tested + claim_assigning),
+            baseline=fmt_seconds(plain + claim_plain), ratio=per_email_ratio,
+            target=f"≤ {TARGET:g}×", met=per_email_ratio <= TARGET,
+            measured_value=tested + claim_assigning, baseline_value=plain + claim_plain,
+            unit="s/email"),
+    ]
+    notes = [f"render: the sample's next-steps for {emails} persona renders a pass, alternated; "
+             f"claims: {rows} rows claimed and released, alternated"]
+    return result(NAME, rows_out, details, notes)
