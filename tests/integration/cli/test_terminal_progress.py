@@ -178,7 +178,7 @@ def test_purge_by_hand(env: dict[str, str], tmp_path: Path) -> None:
 
     piped = nurture("db", "purge", "--now", later, "--json", env=env)
     assert (piped.returncode, piped.stderr) == (0, "")
-    assert json.loads(piped.stdout) == {"departed": 0, "unconfirmed": 0,
+    assert json.loads(piped.stdout) == {"departed": 0, "unconfirmed": 0, "clicks": 0,
                                         "cutoff": (left_at + timedelta(days=1)).isoformat()}
     with engine.connect() as conn:
         erased = conn.scalar(select(func.count()).where(Subscriber.status == "erased"))
