@@ -10,20 +10,29 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from nurture.cli import bounces, database, enroll, marketing, ops, sequences, services
+from nurture.cli import (
+    bounces,
+    database,
+    enroll,
+    experiments,
+    marketing,
+    ops,
+    sequences,
+    services,
+)
 from nurture.cli.arguments import EXIT_FAILED, EXIT_USAGE, CommandError, Handler
 from nurture.config import SettingsError, load_settings, terminal_allows_colour
 from nurture.domain.problems import ContentInvalid
 
 # Commands that print their own results: their logs stay at WARNING unless NURTURE_LOG_LEVEL says.
 QUIET_COMMANDS = frozenset({"enroll", "dispatch", "sequences", "db", "bounces", "run",
-                            "subscribers"})
+                            "subscribers", "experiments"})
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nurture", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (database, sequences, enroll, services, marketing, ops, bounces):
+    for group in (database, sequences, enroll, services, marketing, experiments, ops, bounces):
         group.register(commands)
     return parser
 

@@ -1,4 +1,5 @@
-"""Marketers' commands: preview, timeline, send-test and stats."""
+"""Marketers' commands: preview, timeline, send-test (each of a step as written or as one variant
+of its experiment) and stats (with the experiments of the sequences shown)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,25 @@ import contextlib
 import dataclasses
 import html
 import json
+import sys
 from datetime import datetime
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nurture.cli.arguments import CommandError, Commands, say
+from nurture.cli.arguments import EXIT_USAGE, CommandError, Commands, say
 from nurture.clock import parse_instant, utcnow
 from nurture.config import Settings
 from nurture.content.library import Content, load_content
 from nurture.content.personas import Persona, PersonaInvalid, parse_persona
+from nurture.domain.experiments import HOLDOUT
 from nurture.domain.model import Sequence, Step
 from nurture.engine.ports import OutgoingMessage
-from nurture.services.previews import render_step
+from nurture.services.previews import VariantUnknown, as_variant, render_step
+
+if TYPE_CHECKING:
+    from nurture.engine.planner import TimelineEntry
+    from nurture.services.experiments import ExperimentReport
 
 
 def _content(settings: Settings) -> Content:
@@ -44,25 +51,40 @@ def _steps(sequence: Sequence, key: str | None) -> list[Step]:
     return [step]
 
 
+def _variant(sequence: Sequence, steps: list[Step], key: str | None, *,
+             holdout: bool = False) -> list[Step]:
+    return steps if key is None else as_variant(sequence, steps, key, holdout=holdout)
+
+
+def _usage(error: VariantUnknown) -> int:
+    sys.stderr.write(f"nurture: {error}\n")
+    return EXIT_USAGE
+
+
 def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
     content = _content(settings)
     sequence = content.sequence(args.sequence)
     persona = _persona(args)
+    try:
+        steps = _variant(sequence, _steps(sequence, args.step), args.variant)
+    except VariantUnknown as error:
+        return _usage(error)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for step in _steps(sequence, args.step):
+    for step in steps:
         if step.when is not None and not step.when.matches(persona.profile):
             rows.append((step.key, "(skipped for this persona: " + step.when.describe() + ")"))
             say(f"{step.key}: skipped for this persona ({step.when.describe()})")
             continue
         data, subject, body_html, text = render_step(settings, content, sequence, step, persona,
                                                      to=persona.email, now=utcnow())
-        (out / f"{step.key}.html").write_text(body_html, encoding="utf-8")
-        (out / f"{step.key}.txt").write_text(text, encoding="utf-8")
-        (out / f"{step.key}.eml").write_bytes(data)
-        rows.append((step.key, subject))
-        say(f"{step.key}: {subject}  ->  {out / step.key}.html|.txt|.eml")
+        name = step.key if step.variant is None else f"{step.key}-{step.variant}"
+        (out / f"{name}.html").write_text(body_html, encoding="utf-8")
+        (out / f"{name}.txt").write_text(text, encoding="utf-8")
+        (out / f"{name}.eml").write_bytes(data)
+        rows.append((name, subject))
+        say(f"{name}: {subject}  ->  {out / name}.html|.txt|.eml")
     items = "\n".join(
         f'<li><a href="{html.escape(key)}.html">{html.escape(key)}</a>: {html.escape(subject)} '
         f'(<a href="{html.escape(key)}.txt">text</a>, <a href="{html.escape(key)}.eml">.eml</a>)</li>'
@@ -87,11 +109,49 @@ def _serve(directory: Path, port: int) -> None:
             server.serve_forever()
 
 
+def _timeline_rows(entries: list[TimelineEntry], start: datetime, time_zone: str,
+                   variants: dict[str, Step]) -> list[dict[str, Any]]:
+    """One row per step; `variants` holds the tested steps as the variant asked for, the holdout
+    skipped: its delay still elapses, so the next step keeps its time."""
+    from zoneinfo import ZoneInfo
+
+    rows: list[dict[str, Any]] = []
+    start_offset = start.astimezone(ZoneInfo(time_zone)).utcoffset()
+    for entry in entries:
+        notes, skipped = [], entry.skipped_reason
+        tested = variants.get(entry.step_key)
+        if tested is not None and skipped is None and tested.variant is None:
+            assert tested.experiment is not None
+            skipped = f"{HOLDOUT} of experiment {tested.experiment.key}"
+        if skipped:
+            notes.append("skipped: " + skipped)
+        elif tested is not None:
+            notes.append(f"variant {tested.variant}: '{tested.subject}'")
+        if entry.immediate:
+            notes.append("at once after confirming")
+        if entry.moved_by_window:
+            notes.append("moved into the send window")
+        if entry.due_at_local.utcoffset() != start_offset:
+            notes.append(f"DST: UTC offset {entry.due_at_local.strftime('%z')} "
+                         "differs from the start")
+        rows.append({"step": entry.step_key,
+                     "local": entry.due_at_local.strftime("%a %Y-%m-%d %H:%M %Z"),
+                     "utc": entry.due_at_utc.strftime("%Y-%m-%d %H:%M UTC"),
+                     "sent": skipped is None, "note": "; ".join(notes)}
+                    | ({"variant": tested.variant or HOLDOUT} if tested is not None else {}))
+    return rows
+
+
 def cmd_timeline(settings: Settings, args: argparse.Namespace) -> int:
     from nurture.engine.planner import timeline
 
     content = _content(settings)
     sequence = content.sequence(args.sequence)
+    try:
+        tested = _variant(sequence, [s for s in sequence.steps if s.experiment is not None]
+                          or list(sequence.steps), args.variant, holdout=True)
+    except VariantUnknown as error:
+        return _usage(error)
     persona = _persona(args)
     start = args.start
     if start.tzinfo is None:
@@ -102,25 +162,8 @@ def cmd_timeline(settings: Settings, args: argparse.Namespace) -> int:
                                    else "operator")
     entries = timeline(sequence, persona.profile, start=start,
                        at_confirmation=joined_by == "confirming")
-    rows: list[dict[str, Any]] = []
-    start_offset = start.astimezone(
-        __import__("zoneinfo").ZoneInfo(persona.profile.time_zone)).utcoffset()
-    for entry in entries:
-        notes = []
-        if entry.skipped_reason:
-            notes.append("skipped: " + entry.skipped_reason)
-        if entry.immediate:
-            notes.append("at once after confirming")
-        if entry.moved_by_window:
-            notes.append("moved into the send window")
-        offset = entry.due_at_local.utcoffset()
-        if offset != start_offset:
-            notes.append(f"DST: UTC offset {entry.due_at_local.strftime('%z')} "
-                         "differs from the start")
-        rows.append({"step": entry.step_key,
-                     "local": entry.due_at_local.strftime("%a %Y-%m-%d %H:%M %Z"),
-                     "utc": entry.due_at_utc.strftime("%Y-%m-%d %H:%M UTC"),
-                     "sent": entry.skipped_reason is None, "note": "; ".join(notes)})
+    variants = {s.key: s for s in tested if s.experiment is not None} if args.variant else {}
+    rows = _timeline_rows(entries, start, persona.profile.time_zone, variants)
     if args.json:
         say(json.dumps(rows, indent=2))
         return 0
@@ -146,7 +189,10 @@ def cmd_send_test(settings: Settings, args: argparse.Namespace) -> int:
         raise CommandError(str(error)) from None
     content = _content(settings)
     sequence = content.sequence(args.sequence)
-    [step] = _steps(sequence, args.step)
+    try:
+        [step] = _variant(sequence, _steps(sequence, args.step), args.variant)
+    except VariantUnknown as error:
+        return _usage(error)
     persona = _persona(args)
     data, subject, _, _ = render_step(settings, content, sequence, step, persona, to=to,
                                       now=utcnow(), subject_prefix="[TEST] ")
@@ -181,9 +227,15 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     else:
         rows = ordered(step_stats(engine, sequence=args.sequence, since=since,
                                   locale=args.locale), order)
+    from nurture.services.experiments import report
+
+    tested = [found for found in report(engine, content, utcnow())
+              if args.sequence in (None, found.sequence.key)]
     if args.json:
-        say(json.dumps([r.as_dict() for r in rows], indent=2))
+        say(json.dumps([_with_experiments(r.as_dict(), r.sequence, r.step, tested) for r in rows],
+                       indent=2))
         return 0
+    from nurture.cli.experiments import print_variant_blocks
     from nurture.cli.tables import for_a_person, print_stats
 
     if for_a_person():
@@ -191,6 +243,7 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
         print_stats([dataclasses.replace(r, sequence=f"{r.sequence} ({r.locale})")
                      for r in sorted(rows, key=lambda r: (r.sequence, r.locale or ""))]
                     if args.by_locale else rows)
+        print_variant_blocks(tested, terminal=True)
         return 0
     by = ["locale"] if args.by_locale else []
     headers = ["sequence", "step", *by, *DELIVERY_COLUMNS, "unsubscribed", "paused", "converted"]
@@ -205,7 +258,15 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
         say("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
     if not table:
         say("(no deliveries yet)")
+    print_variant_blocks(tested, terminal=False)
     return 0
+
+
+def _with_experiments(row: dict[str, Any], sequence: str, step: str,
+                      tested: list[ExperimentReport]) -> dict[str, Any]:
+    """A tested step's row gains its experiment's figures; the rows stay the list scripts read."""
+    found = [r.as_dict() for r in tested if (r.sequence.key, r.step.key) == (sequence, step)]
+    return row | {"experiments": found} if found else row
 
 
 def _persona_options(parser: argparse.ArgumentParser) -> None:
@@ -216,11 +277,18 @@ def _persona_options(parser: argparse.ArgumentParser) -> None:
                         "locale (falling back as a subscriber's would)")
 
 
+def _variant_option(parser: argparse.ArgumentParser, *, holdout: bool = False) -> None:
+    parser.add_argument("--variant", metavar="KEY",
+                        help="the step under an experiment as this variant of it, e.g. b"
+                        + (" (holdout: the step skipped)" if holdout else ""))
+
+
 def register(commands: Commands) -> None:
     preview = commands.add_parser("preview", help="render each step to HTML, text and .eml files")
     preview.add_argument("sequence")
     preview.add_argument("step", nargs="?")
     _persona_options(preview)
+    _variant_option(preview)
     preview.add_argument("--out", default="var/preview", help="folder for the files")
     preview.add_argument("--serve", action="store_true", help="serve the folder on localhost")
     preview.add_argument("--port", type=int, default=8030)
@@ -238,6 +306,7 @@ def register(commands: Commands) -> None:
                           "once), or by `nurture enroll` or an import (the first step keeps the "
                           "send window)")
     timeline.add_argument("--json", action="store_true")
+    _variant_option(timeline, holdout=True)
     timeline.set_defaults(handler=cmd_timeline)
 
     send_test = commands.add_parser("send-test", help="send one step to an address, marked as a "
@@ -246,6 +315,7 @@ def register(commands: Commands) -> None:
     send_test.add_argument("step")
     send_test.add_argument("--to", required=True)
     _persona_options(send_test)
+    _variant_option(send_test)
     send_test.set_defaults(handler=cmd_send_test)
 
     stats = commands.add_parser("stats", help="per-step results")

@@ -33,6 +33,15 @@ def cmd_sequences_validate(settings: Settings, args: argparse.Namespace) -> int:
         for line in coverage_table(sequences, library.translations, files,
                                    {key: library.locales.chain(key) for key in files}):
             say(line)
+    from nurture.cli.experiments import validate_line
+
+    for key in sorted(sequences):
+        for step in sequences[key].steps:
+            if step.experiment is not None:
+                own = [] if library is None else sorted(
+                    locale for locale in library.translations.locales
+                    if library.translations.get(key, step.key, locale) is not None)
+                say(validate_line(key, step, own))
     steps = sum(len(s.steps) for s in sequences.values())
     say(f"{len(sequences)} sequence(s), {steps} step(s): {len(errors)} error(s), "
            f"{len(warnings)} warning(s)")

@@ -1,11 +1,12 @@
 """The results page: per sequence and step, the deliveries by status and what people did after each
 step, over a chosen range of dates and for one locale or all, with a funnel chart of the emails
-sent and the totals of each locale."""
+sent and the totals of each locale; and each experiment of a sequence shown, with its rate per
+arm, its state and its decision."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -15,10 +16,12 @@ from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from nurture.domain.model import Sequence
+from nurture.services.experiments import ExperimentReport, report
 from nurture.store.admin_views import step_stats_between, step_stats_by_locale_between
+from nurture.store.experiments import PINNED
 from nurture.store.stats import DELIVERY_COLUMNS, StepStats
 from nurture.web.admin.context import Admin, AdminContext, SignedIn, first, page, strings
-from nurture.web.charts import FunnelStage, funnel_svg, percent_of
+from nurture.web.charts import ArmBar, FunnelStage, experiment_svg, funnel_svg, percent_of
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
@@ -35,12 +38,49 @@ class StatsRow:
 
 
 @dataclass(frozen=True)
+class ExperimentResult:
+    key: str
+    step: str
+    status: str
+    sending: str
+    chart: Markup
+    decision: str
+    """The winner with the date it was declared, or what the rule still waits for."""
+    decided_at: str
+
+
+@dataclass(frozen=True)
 class SequenceResults:
     key: str
     name: str
     rows: tuple[StatsRow, ...]
     chart: Markup
     sent: int
+    experiments: tuple[ExperimentResult, ...] = ()
+
+
+def experiment_result(found: ExperimentReport) -> ExperimentResult:
+    judgement = found.judgement
+    arms = [*judgement.arms, *([judgement.holdout] if judgement.holdout is not None else [])]
+    bars = [ArmBar(arm.key, arm.exposed, arm.converted, arm.rate, arm.interval.low,
+                   arm.interval.high, arm.p_best) for arm in arms]
+    key = found.experiment.key
+    decided = found.decided
+    pinned = found.experiment.winner
+    if pinned is not None:
+        entry = next((e for e in found.history if (e.kind, e.variant) == (PINNED, pinned)), None)
+        at = "" if entry is None else f"{entry.at:%Y-%m-%d}"
+        decision = f"{pinned} is pinned in the sequence file" + (f" since {at}." if at else ".")
+    elif decided is not None:
+        at = f"{decided.at:%Y-%m-%d}"
+        decision = f"{decided.variant} was declared the winner on {at}: {decided.reason}"
+    else:
+        decision, at = judgement.reason, ""
+    return ExperimentResult(
+        key=key, step=found.step.key, status=found.status, sending=found.sending,
+        chart=experiment_svg(f"Conversion rate per arm: {key} on step {found.step.key}", bars,
+                             chart_id=f"experiment-{key}"),
+        decision=decision, decided_at=at)
 
 
 @dataclass
@@ -133,7 +173,11 @@ def results_context(admin: AdminContext, chosen: str | None, dates: DateRange,
     keys = sorted({k for k in content.sequences if k != "system"} | {seq for seq, _ in stats})
     if chosen is not None:
         keys = [k for k in keys if k == chosen]
-    results = [sequence_results(key, content.sequences.get(key), stats) for key in keys]
+    tested = report(engine, content, admin.clock(), None)
+    results = [replace(sequence_results(key, content.sequences.get(key), stats),
+                       experiments=tuple(experiment_result(found) for found in tested
+                                         if found.sequence.key == key))
+               for key in keys]
     languages = content.library.locales.languages()
     locales = sorted(set(languages) | content.library.translations.locales
                      | {key[0] for key in by_locale})
