@@ -57,8 +57,37 @@ def _render(options: Options) -> tuple[float, float, int]:
     return median(plain) / len(jobs), median(tested) / len(jobs), len(jobs)
 
 
+def _tested_welcome(folder: Path) -> tuple[Path, Path]:
+    """The shipped content with the sample's experiment moved onto its first step, so that every
+    claimed row is under an experiment: the claim's worst case."""
+    import shutil
+
+    sequences, templates = folder / "sequences", folder / "templates"
+    shutil.copytree(ROOT / "sequences", sequences)
+    shutil.copytree(ROOT / "templates", templates)
+    path = sequences / "sample.yaml"
+    text = path.read_text()
+    start = text.index("    experiment:\n")
+    block = text[start:].split("\n\n", 1)[0] + "\n"
+    text = text.replace(block, "")
+    anchor = "    discreet_preheader: A short hello and how to change your settings\n"
+    path.write_text(text.replace(anchor, anchor + block, 1))
+    return sequences, templates
+
+
+def forget_arms(engine: Any) -> None:
+    from sqlalchemy import update
+
+    from nurture.store.models import delivery_table
+
+    with engine.begin() as conn:
+        conn.execute(update(delivery_table).values(experiment_key=None, variant=None,
+                                                   assigned_by=None))
+
+
 def _claims(options: Options) -> tuple[float, float, int]:
-    """(plain, assigning) seconds per claimed row: claim the same rows, release, again."""
+    """(plain, assigning) seconds per claimed row, every row under an experiment: claim the same
+    rows, release, again; the assigning claim draws and writes the arms each time."""
     from nurture.content.library import load_content
     from nurture.domain.people import make_person
     from nurture.engine.assignment import Assigner
@@ -67,9 +96,9 @@ def _claims(options: Options) -> tuple[float, float, int]:
     from nurture.store.database import make_engine, upgrade
     from nurture.store.sql.store import SqlStore
 
-    content = load_content(ROOT / "sequences", ROOT / "templates")
     count = options.pick(2000, 500)
     with tempfile.TemporaryDirectory() as folder:
+        content = load_content(*_tested_welcome(Path(folder)))
         url = f"sqlite:///{Path(folder) / 'bench.db'}"
         upgrade(url)
         store = SqlStore(make_engine(url))
@@ -85,23 +114,44 @@ def _claims(options: Options) -> tuple[float, float, int]:
                                           lease=timedelta(minutes=5), assign=hook)
                 times.append(time.perf_counter() - started)
                 store.release([claim.id for claim in claimed], owner="bench")
+                if hook is not None:  # unassigned again, so every round draws and writes
+                    forget_arms(store.engine)
     return median(plain) / count, median(assigning) / count, count
+
+
+def _judging(options: Options) -> tuple[float, float]:
+    """Seconds per judge() of two and of four variants, each with a holdout."""
+    from nurture.domain.experiments import StoppingRule
+    from nurture.engine.judging import ArmCounts, judge
+
+    two = [ArmCounts("a", 3000, 150, 10, 3), ArmCounts("b", 3000, 170, 12, 2)]
+    four = [*two, ArmCounts("c", 3000, 160, 9, 4), ArmCounts("d", 3000, 140, 15, 1)]
+    holdout, rounds = ArmCounts("holdout", 500, 20), options.pick(200, 50)
+    timings = []
+    for arms in (two, four):
+        started = time.perf_counter()
+        for _ in range(rounds):
+            judge(arms, holdout, StoppingRule(), timedelta(days=30))
+        timings.append((time.perf_counter() - started) / rounds)
+    return timings[0], timings[1]
 
 
 def run(options: Options) -> dict[str, Any]:
     quiet_logging()
     plain, tested, emails = _render(options)
     claim_plain, claim_assigning, rows = _claims(options)
+    judge_two, judge_four = _judging(options)
     render_ratio, claim_ratio = tested / plain, claim_assigning / claim_plain
     per_email_ratio = (tested + claim_assigning) / (plain + claim_plain)
     details = {"render_s_per_email": plain, "render_with_arm_s_per_email": tested,
                "claim_s_per_row": claim_plain, "claim_assigning_s_per_row": claim_assigning,
-               "emails_per_pass": emails, "claimed_rows": rows}
+               "emails_per_pass": emails, "claimed_rows": rows,
+               "judge_two_variants_s": judge_two, "judge_four_variants_s": judge_four}
     rows_out = [
         row("experiments: draw the arm + render the variant, per email", measured=fmt_seconds(tested),
             baseline=f"{fmt_seconds(plain)} as written", ratio=render_ratio, target=f"≤ {TARGET:g}×",
             met=render_ratio <= TARGET, measured_value=tested, baseline_value=plain, unit="s/email"),
-        row("experiments: a claim that assigns, per row (SQLite)",
+        row("experiments: a claim that assigns, per row under an experiment (SQLite)",
             measured=fmt_seconds(claim_assigning), baseline=f"{fmt_seconds(claim_plain)} plain",
             ratio=claim_ratio, target="tracked", met=None, measured_value=claim_assigning,
             baseline_value=claim_plain, unit="s/row"),
@@ -112,6 +162,8 @@ def run(options: Options) -> dict[str, Any]:
             measured_value=tested + claim_assigning, baseline_value=plain + claim_plain,
             unit="s/email"),
     ]
-    notes = [f"render: the sample's next-steps for {emails} persona renders a pass, alternated; "
+    notes = [f"judge(): {fmt_seconds(judge_two)} for two variants and a holdout, "
+             f"{fmt_seconds(judge_four)} for four (once a day per experiment)",
+             f"render: the sample's next-steps for {emails} persona renders a pass, alternated; "
              f"claims: {rows} rows claimed and released, alternated"]
     return result(NAME, rows_out, details, notes)

@@ -37,6 +37,7 @@ HOUSEKEEPING_HOURS = 1
 JUDGE_HOURS = 24
 """One look a day: the stopping rule's error rates were simulated for daily looks, and more
 looks would declare more false winners."""
+JUDGE_FIRST_MINUTES = 5
 
 
 class SchedulerService:
@@ -80,8 +81,10 @@ class SchedulerService:
             id="reload-content")
         add(self.housekeeping.run, "interval", hours=HOUSEKEEPING_HOURS, id="housekeeping",
             next_run_time=self.clock())
+        # The first look comes a few minutes after the start, not at it: a restart is no
+        # reason for an extra look, and a quick start and stop has nothing to wait for.
         add(self.judge_experiments.run, "interval", hours=JUDGE_HOURS, id="judge-experiments",
-            next_run_time=self.clock())
+            next_run_time=self.clock() + timedelta(minutes=JUDGE_FIRST_MINUTES))
         self.reload_content.record_version()
         if settings.metrics_port:
             start_http_server(settings.metrics_port, addr=settings.metrics_host,

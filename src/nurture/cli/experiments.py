@@ -1,6 +1,6 @@
 """`nurture experiments`: each experiment of the content with its figures per arm, its state and
-its decision history; `--judge` records what the figures decide, as the scheduler does every ten
-minutes. Also the short per-variant block `nurture stats` shows under its step table."""
+its decision history; `--judge` records what the figures decide, as the scheduler does once a
+day. Also the short per-variant block `nurture stats` shows under its step table."""
 
 from __future__ import annotations
 
@@ -207,5 +207,5 @@ def register(commands: Commands) -> None:
                              "2026-03-20T10:00:00Z")
     experiments.add_argument("--judge", action="store_true",
                              help="first record what the figures decide (winners, pins, removed "
-                             "variants), as the scheduler does every ten minutes")
+                             "variants), as the scheduler does once a day")
     experiments.set_defaults(handler=cmd_experiments)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from collections.abc import Sequence as Seq
+from dataclasses import dataclass
 from uuid import UUID
 
 from nurture.content.library import Content
@@ -15,7 +16,6 @@ from nurture.domain.experiments import HOLDOUT, Experiment
 from nurture.domain.model import Sequence, Step
 from nurture.engine.decisions import profile_of
 from nurture.engine.ports import (
-    Assign,
     AssignedBy,
     Assignment,
     ClaimedDelivery,
@@ -57,35 +57,46 @@ class Assigner:
                 return variant.key
         return experiment.variants[-1].key  # rounding at the very top of the range
 
-    def for_claims(self, content: Content, winners: Mapping[str, str]) -> Assign:
-        """The `assign` a claim calls: an arm for each claimed step under an experiment."""
-        def assign(claims: Seq[ClaimedDelivery]) -> dict[UUID, Assignment]:
-            chosen: dict[UUID, Assignment] = {}
-            for claim in claims:
-                found = self._assignment(claim, content, winners)
-                if found is not None:
-                    chosen[claim.id] = found
-            return chosen
-        return assign
+    def for_claims(self, content: Content, winners: Mapping[str, str]) -> ClaimArms:
+        """The `assign` a claim calls, for this content and these declared winners."""
+        return ClaimArms(self, content, winners)
 
-    def _assignment(self, claim: ClaimedDelivery, content: Content,
-                    winners: Mapping[str, str]) -> Assignment | None:
-        tested = tested_step(claim, content)
+
+@dataclass(frozen=True)
+class ClaimArms:
+    """An arm for each claimed step under an experiment, with this content and these winners."""
+
+    assigner: Assigner
+    content: Content
+    winners: Mapping[str, str]
+
+    def tests(self, claim: ClaimedDelivery) -> bool:
+        tested = tested_step(claim, self.content)
+        return tested is not None and self.content.library.reads_default_text(
+            tested[0], tested[1], claim.subscriber.locale)
+
+    def __call__(self, claims: Seq[ClaimedDelivery]) -> dict[UUID, Assignment]:
+        chosen: dict[UUID, Assignment] = {}
+        for claim in claims:
+            found = self._assignment(claim)
+            if found is not None:
+                chosen[claim.id] = found
+        return chosen
+
+    def _assignment(self, claim: ClaimedDelivery) -> Assignment | None:
+        tested = tested_step(claim, self.content) if self.tests(claim) else None
         if tested is None:
-            return None
-        sequence, step = tested
-        experiment = step.experiment
+            return None  # left out, or reading their own locale's text: every arm the same
+        experiment = tested[1].experiment
         assert experiment is not None
-        if not content.library.reads_default_text(sequence, step, claim.subscriber.locale):
-            return None  # they read their own locale's text: every variant is the same to them
         earlier = claim.earlier_arms.get(experiment.key)
         if earlier is not None:
             return Assignment(experiment.key, earlier, AssignedBy.EARLIER)
-        winner = experiment.winner or (winners.get(experiment.key) if experiment.auto_promote
-                                       else None)
+        winner = experiment.winner or (self.winners.get(experiment.key)
+                                       if experiment.auto_promote else None)
         if winner is not None and experiment.variant(winner) is not None:
             return Assignment(experiment.key, winner, AssignedBy.WINNER)
-        return Assignment(experiment.key, self.arm(claim.subscriber.id, experiment))
+        return Assignment(experiment.key, self.assigner.arm(claim.subscriber.id, experiment))
 
 
 def tested_step(claim: ClaimedDelivery, content: Content) -> tuple[Sequence, Step] | None:
@@ -104,6 +115,3 @@ def tested_step(claim: ClaimedDelivery, content: Content) -> tuple[Sequence, Ste
         return None
     return sequence, step
 
-
-WinnersReader = Callable[[], Mapping[str, str]]
-"""The winners declared so far, by experiment key (read from the store before each claim)."""

@@ -95,9 +95,18 @@ class Assignment:
     by: AssignedBy = AssignedBy.CHANCE
 
 
-Assign = Callable[[Seq["ClaimedDelivery"]], Mapping[UUID, Assignment]]
-"""Given claimed deliveries, the assignments to record on those that have none yet. The store
-calls it inside the claim, so an assignment is written before the row can be sent."""
+class Assign(Protocol):
+    """Chooses experiment arms for claimed deliveries. The store calls it inside the claim, so an
+    arm is written before the row can be sent."""
+
+    def tests(self, claim: ClaimedDelivery) -> bool:
+        """Whether the claim's step is under an experiment now: only those claims are offered,
+        and only their subscribers' earlier arms are read."""
+        ...
+
+    def __call__(self, claims: Seq[ClaimedDelivery]) -> Mapping[UUID, Assignment]:
+        """The arms to record, by delivery id, for claims offered with their earlier arms."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -14,23 +14,23 @@ from nurture.engine.ports import Assign, AssignedBy, Assignment, ClaimedDelivery
 Row = dict[str, Any]
 
 
-def unassigned_subscribers(claimed: Seq[ClaimedDelivery]) -> list[uuid.UUID]:
-    """The subscribers whose earlier arms the claim reads: those of step rows not yet assigned."""
-    return sorted({claim.subscriber.id for claim in claimed
-                   if claim.assignment is None and claim.enrollment is not None})
+def to_offer(claimed: Seq[ClaimedDelivery], assign: Assign) -> list[ClaimedDelivery]:
+    """The claims `assign` wants: steps under an experiment, not assigned yet. Only their
+    subscribers' earlier arms are read, so a claim of untested steps costs nothing more."""
+    return [claim for claim in claimed if claim.assignment is None and assign.tests(claim)]
 
 
-def assign_claims(claimed: list[ClaimedDelivery], earlier: Mapping[uuid.UUID, Mapping[str, str]],
+def assign_claims(claimed: list[ClaimedDelivery], offered: Seq[ClaimedDelivery],
+                  earlier: Mapping[uuid.UUID, Mapping[str, str]],
                   assign: Assign) -> tuple[list[ClaimedDelivery], list[Row]]:
-    """The claims with the assignments `assign` chose, and the delivery rows to write them to.
-
-    `earlier` holds, by subscriber, the arms recorded on their other deliveries."""
-    offered = [replace(claim, earlier_arms=earlier.get(claim.subscriber.id, {}))
-               for claim in claimed if claim.assignment is None and claim.enrollment is not None]
+    """The claims with the arms `assign` chose for those `offered`, and the delivery rows to
+    write them to. `earlier` holds, by subscriber, the arms recorded on their other deliveries."""
     if not offered:
         return claimed, []
-    chosen = {key: value for key, value in assign(offered).items()
-              if key in {claim.id for claim in offered}}
+    ids = {claim.id for claim in offered}
+    chosen = {key: value for key, value in assign(
+        [replace(claim, earlier_arms=earlier.get(claim.subscriber.id, {})) for claim in offered]
+    ).items() if key in ids}
     rows = [{"id": delivery_id, "experiment_key": found.experiment_key, "variant": found.arm,
              "assigned_by": found.by.value} for delivery_id, found in chosen.items()]
     return [replace(claim, assignment=chosen[claim.id]) if claim.id in chosen else claim

@@ -20,7 +20,7 @@ from nurture.engine.ports import (
     SubscriberSnapshot,
     SubscriberStatus,
 )
-from nurture.store.assignments import assign_claims, recorded_assignment, unassigned_subscribers
+from nurture.store.assignments import assign_claims, recorded_assignment, to_offer
 from nurture.store.rules import DONE, OPEN_ENROLLMENT, address_hash, require_aware
 from nurture.store.views import DeliveryView, EnrollmentView
 
@@ -266,8 +266,9 @@ class Tables:
 
     def assign_arms(self, claimed: list[ClaimedDelivery], assign: Assign) -> list[ClaimedDelivery]:
         """The claims with the arms `assign` chose, written on their rows (as the SQL claim does)."""
-        earlier = self.earlier_arms(unassigned_subscribers(claimed))
-        claimed, assigned = assign_claims(claimed, earlier, assign)
+        offered = to_offer(claimed, assign)
+        earlier = self.earlier_arms({claim.subscriber.id for claim in offered})
+        claimed, assigned = assign_claims(claimed, offered, earlier, assign)
         for values in assigned:
             self.deliveries[values["id"]].assign(values)
         return claimed

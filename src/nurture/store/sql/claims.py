@@ -26,7 +26,7 @@ from nurture.engine.ports import (
     SubscriberSnapshot,
     SubscriberStatus,
 )
-from nurture.store.assignments import assign_claims, recorded_assignment, unassigned_subscribers
+from nurture.store.assignments import assign_claims, recorded_assignment, to_offer
 from nurture.store.crypto import DataKeyError, decrypt_list, decrypt_text
 from nurture.store.models import (
     ASSIGNED_SQL,
@@ -90,8 +90,9 @@ class Claims:
     def _assign(self, conn: Connection, claimed: list[ClaimedDelivery],
                 assign: Assign) -> list[ClaimedDelivery]:
         """Record the arms `assign` chooses on the claimed rows, in the claim's transaction."""
+        offered = to_offer(claimed, assign)
         earlier: dict[uuid.UUID, dict[str, str]] = defaultdict(dict)
-        for chunk in self._bulk.batches(unassigned_subscribers(claimed)):
+        for chunk in self._bulk.batches(sorted({claim.subscriber.id for claim in offered})):
             # The literal condition lets SQLite use the partial index of assigned rows.
             for subscriber_id, experiment_key, variant in conn.execute(
                 select(Delivery.subscriber_id, Delivery.experiment_key, Delivery.variant)
@@ -99,7 +100,7 @@ class Claims:
             ):
                 if experiment_key is not None and variant is not None:
                     earlier[subscriber_id][experiment_key] = variant
-        claimed, rows = assign_claims(claimed, earlier, assign)
+        claimed, rows = assign_claims(claimed, offered, earlier, assign)
         if rows:
             d = delivery_table
             conn.execute(
