@@ -26,6 +26,7 @@ from typing import Any
 from bench.common import (
     BENCH_SEQUENCE,
     MESSAGE_ID_DOMAIN,
+    SECRET_KEY,
     SENDER,
     Options,
     Stopwatch,
@@ -205,9 +206,20 @@ def interleaved(dispatcher: Any, messages: list[tuple[str, bytes]], port: int, w
     return raw_seconds, ours_seconds, total
 
 
+EXPERIMENT_YAML = """\
+    experiment:
+      key: bench-subject
+      variants:
+        - key: a
+        - key: b
+          subject: Another note for this week
+"""
+"""Appended to the bench step: two subjects, arms drawn and recorded on every claimed row."""
+
+
 def run_backend(backend: str, options: Options, work: Any, content: Any, holder: Any,
                 persons: list[Any], messages: list[tuple[str, bytes]],
-                server: ServerProcess) -> dict[str, Any]:
+                server: ServerProcess, assigner: Any = None) -> dict[str, Any]:
     from nurture.clock import utcnow
     from nurture.setting_values import parse_smtp_url
     from nurture.smtp.relay_process import ProcessTransport
@@ -235,6 +247,7 @@ def run_backend(backend: str, options: Options, work: Any, content: Any, holder:
                                          server.smtp_port, batch_size=BATCH,
                                          transport=TimedTransport(transport, watch))
             dispatcher.links = TimedLinks(dispatcher.links, watch)
+            dispatcher.assigner = assigner
             cpu0 = process_cpu_seconds(server.pid)
             with timed_build_message(watch):
                 raw_seconds, ours_seconds, report = interleaved(dispatcher, messages,
@@ -267,6 +280,30 @@ def run_backend(backend: str, options: Options, work: Any, content: Any, holder:
         "statuses": statuses,
         "ours_s_per_email_by_phase": per_email,
     }
+
+
+def _with_experiment(options: Options, work: Any, persons: list[Any],
+                     messages: list[tuple[str, bytes]], server: ServerProcess,
+                     details: dict[str, Any]) -> dict[str, Any]:
+    """The SQLite run again with the step under an experiment: its share of the raw blast
+    against the plain run's share, each measured against its own interleaved blast."""
+    from nurture.content.library import ContentHolder
+    from nurture.engine.assignment import Assigner
+
+    files = make_bench_content(work / "experiment")
+    bench_file = files.sequences_dir / "bench.yaml"
+    bench_file.write_text(bench_file.read_text() + EXPERIMENT_YAML)
+    holder = ContentHolder(files.sequences_dir, files.templates_dir)
+    outcome = run_backend("sqlite", options, work, files, holder, persons, messages, server,
+                          assigner=Assigner(SECRET_KEY))
+    details["sqlite_with_experiment"] = outcome
+    plain = details["sqlite"]["ours_rate"] / details["sqlite"]["raw_rate"]
+    tested = outcome["ours_rate"] / outcome["raw_rate"]
+    return row(f"e2e sqlite: {len(persons):,} emails under an experiment vs the plain run",
+               measured=f"{tested:.2f} of raw ({fmt_rate(outcome['ours_rate'])})",
+               baseline=f"{plain:.2f} of raw", ratio=tested / plain, target="≥ 0.95×",
+               met=tested / plain >= 0.95, measured_value=tested, baseline_value=plain,
+               unit="share of raw")
 
 
 def run(options: Options) -> dict[str, Any]:
@@ -310,6 +347,8 @@ def run(options: Options) -> dict[str, Any]:
             if not delivered:
                 notes.append(f"{backend}: server received {outcome['server_received']:,} of {n:,}, "
                              f"statuses {outcome['statuses']}")
+        if "sqlite" in backends:
+            rows.append(_with_experiment(options, work, persons, messages, server, details))
     for backend, why in skipped.items():
         rows.append(row(f"e2e {backend}: skipped", measured=why[:100], baseline="—", ratio=None,
                         target=f"≥ {TARGET_FRACTION:g}× and ≥ {TARGET_RATE:,.0f}/s", met=None))

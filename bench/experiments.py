@@ -28,8 +28,9 @@ def _render_pass(library: Any, build: Any, jobs: list[tuple[Any, ...]], assign: 
     return time.perf_counter() - started
 
 
-def _render(options: Options) -> tuple[float, float, int]:
-    """(as written, with arms) seconds per email, and the emails per pass."""
+def _render(options: Options) -> tuple[float, float, float, int]:
+    """Seconds per email: the step as written, its variant b (a different email, as costly to
+    render as any), and drawing the arm and picking the version; and the emails per pass."""
     from nurture.content.library import load_content
     from nurture.engine.assignment import Assigner
     from nurture.rendering.mime import build_message
@@ -45,16 +46,21 @@ def _render(options: Options) -> tuple[float, float, int]:
     def as_written(step: Any, subscriber_id: uuid.UUID) -> Any:
         return step
 
-    def with_arm(step: Any, subscriber_id: uuid.UUID) -> Any:
-        return step.with_variant(assigner.arm(subscriber_id, experiment))
+    def as_b(step: Any, subscriber_id: uuid.UUID) -> Any:
+        return step.with_variant("b")
 
     library = content.library
-    _render_pass(library, build_message, jobs, with_arm)  # warm both structures' caches
-    plain, tested = [], []
+    _render_pass(library, build_message, jobs, as_b)  # warm the variant's structures too
+    plain, variant, draws = [], [], []
     for _ in range(options.pick(7, 3)):  # alternated, so drift hits both alike
         plain.append(_render_pass(library, build_message, jobs, as_written))
-        tested.append(_render_pass(library, build_message, jobs, with_arm))
-    return median(plain) / len(jobs), median(tested) / len(jobs), len(jobs)
+        variant.append(_render_pass(library, build_message, jobs, as_b))
+        started = time.perf_counter()
+        for _, tested, _, _, _, subscriber_id in jobs:
+            tested.with_variant(assigner.arm(subscriber_id, experiment))
+        draws.append(time.perf_counter() - started)
+    count = len(jobs)
+    return median(plain) / count, median(variant) / count, median(draws) / count, count
 
 
 def _tested_welcome(folder: Path) -> tuple[Path, Path]:
@@ -68,7 +74,7 @@ def _tested_welcome(folder: Path) -> tuple[Path, Path]:
     path = sequences / "sample.yaml"
     text = path.read_text()
     start = text.index("    experiment:\n")
-    block = text[start:].split("\n\n", 1)[0] + "\n"
+    block = text[start:].split("\n\n", 1)[0].rstrip("\n") + "\n"
     text = text.replace(block, "")
     anchor = "    discreet_preheader: A short hello and how to change your settings\n"
     path.write_text(text.replace(anchor, anchor + block, 1))
@@ -138,29 +144,25 @@ def _judging(options: Options) -> tuple[float, float]:
 
 def run(options: Options) -> dict[str, Any]:
     quiet_logging()
-    plain, tested, emails = _render(options)
+    plain, variant, draw, emails = _render(options)
+    tested = variant + draw
     claim_plain, claim_assigning, rows = _claims(options)
     judge_two, judge_four = _judging(options)
     render_ratio, claim_ratio = tested / plain, claim_assigning / claim_plain
-    per_email_ratio = (tested + claim_assigning) / (plain + claim_plain)
-    details = {"render_s_per_email": plain, "render_with_arm_s_per_email": tested,
+    details = {"render_s_per_email": plain, "render_variant_s_per_email": variant,
+               "draw_s_per_email": draw,
                "claim_s_per_row": claim_plain, "claim_assigning_s_per_row": claim_assigning,
                "emails_per_pass": emails, "claimed_rows": rows,
                "judge_two_variants_s": judge_two, "judge_four_variants_s": judge_four}
     rows_out = [
-        row("experiments: draw the arm + render the variant, per email", measured=fmt_seconds(tested),
+        row("experiments: draw the arm + render the variant, per email",
+            measured=f"{fmt_seconds(tested)} ({fmt_seconds(draw)} drawing)",
             baseline=f"{fmt_seconds(plain)} as written", ratio=render_ratio, target=f"≤ {TARGET:g}×",
             met=render_ratio <= TARGET, measured_value=tested, baseline_value=plain, unit="s/email"),
         row("experiments: a claim that assigns, per row under an experiment (SQLite)",
             measured=fmt_seconds(claim_assigning), baseline=f"{fmt_seconds(claim_plain)} plain",
-            ratio=claim_ratio, target="tracked", met=None, measured_value=claim_assigning,
-            baseline_value=claim_plain, unit="s/row"),
-        row("experiments: claim + render per email, with arms vs without",
-            measured=fmt_seconds(tested + claim_assigning),
-            baseline=fmt_seconds(plain + claim_plain), ratio=per_email_ratio,
-            target=f"≤ {TARGET:g}×", met=per_email_ratio <= TARGET,
-            measured_value=tested + claim_assigning, baseline_value=plain + claim_plain,
-            unit="s/email"),
+            ratio=claim_ratio, target="tracked (e2e shows it per email)", met=None,
+            measured_value=claim_assigning, baseline_value=claim_plain, unit="s/row"),
     ]
     notes = [f"judge(): {fmt_seconds(judge_two)} for two variants and a holdout, "
              f"{fmt_seconds(judge_four)} for four (once a day per experiment)",
