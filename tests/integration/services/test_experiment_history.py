@@ -15,8 +15,8 @@ from nurture.content.library import load_content
 from nurture.services.experiments import judge_experiments, report
 from nurture.store.content_versions import record_content_version
 from nurture.store.experiments import PINNED, VARIANT_REMOVED, history
-from nurture.store.models import ContentVersion
-from tests.support.experiments import EXPERIMENT, START, ExperimentRun, experiment_content
+from nurture.store.models import ContentVersion, Delivery
+from tests.support.experiments import EXPERIMENT, START, STEP, ExperimentRun, experiment_content
 from tests.support.smtp import RecordingSmtpServer
 
 PIN = "      variants:"
@@ -64,3 +64,22 @@ def test_a_removed_variant_is_recorded_in_the_history_and_the_version_record(
     assert notes == [recorded[0].reason]
     reloaded = load_content(edited / "content" / "sequences", edited / "content" / "templates")
     assert reloaded.version == run.content.version
+
+
+def test_going_through_the_sequence_again_keeps_the_arm(
+        engine: Engine, smtp_server: RecordingSmtpServer, tmp_path: Path) -> None:
+    run = ExperimentRun(engine, experiment_content(tmp_path), smtp_server.url)
+    run.enroll(60, START)
+    run.run_until_tested(START)  # the tested step is the last: every enrollment completes
+    first = run.arms()
+    again = START + timedelta(days=20)
+    run.enroll(60, again)  # the same people, a second enrollment
+    run.run_until_tested(again)
+    with engine.connect() as conn:
+        rows = conn.execute(select(Delivery.subscriber_id, Delivery.variant, Delivery.assigned_by,
+                                   Delivery.enrollment_id)
+                            .where(Delivery.step_key == STEP)).all()
+    assert len({row.enrollment_id for row in rows}) == 120
+    second = [row for row in rows if row.assigned_by == "earlier"]
+    assert len(second) == 60
+    assert all(row.variant == first[row.subscriber_id][0] for row in second)
