@@ -22,6 +22,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from nurture.example_links import is_placeholder_url, placeholder_links, placeholder_problems
+from nurture.relay_settings import RelayPlan, load_relays, single_relay
 from nurture.setting_values import (
     FiniteFloat,
     SmtpEndpoint,
@@ -54,6 +55,11 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+def check_relays_file(path: Path) -> Path:
+    load_relays(path)  # a RelaysFileError is a ValueError: it names the file and the fix
+    return path
+
+
 class Settings(BaseSettings):
     """Every setting, read from the environment (prefix NURTURE_) or a `.env` file."""
 
@@ -64,6 +70,9 @@ class Settings(BaseSettings):
     database_url: Annotated[str, AfterValidator(check_database_url)] = "sqlite:///var/nurture.db"
     smtp_url: Annotated[str, AfterValidator(check_smtp_url)] = "smtp://127.0.0.1:1025"
     smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    relays_file: Annotated[Path, AfterValidator(check_relays_file)] | None = Field(
+        default=None, description="several relays with failover (docs/operations.md); "
+        "NURTURE_SMTP_URL is then not used")
     base_url: Annotated[str, AfterValidator(check_base_url)] = "http://127.0.0.1:8000"
     secret_key: str = Field(default=DEFAULT_SECRET_KEY, min_length=16)
     sender: str = "Nurture <hello@nurture.localhost>"
@@ -200,6 +209,13 @@ class Settings(BaseSettings):
     @property
     def smtp(self) -> SmtpEndpoint:
         return parse_smtp_url(self.smtp_url)
+
+    @property
+    def relays(self) -> RelayPlan:
+        """The relays file's relays, or the one NURTURE_SMTP_URL names."""
+        if self.relays_file is not None:
+            return load_relays(self.relays_file)
+        return single_relay(self.smtp)
 
     @property
     def sender_address(self) -> str:

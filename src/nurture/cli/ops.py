@@ -50,6 +50,9 @@ def masked_settings(settings: Settings) -> dict[str, str]:
 def cmd_config_check(settings: Settings, args: Any) -> int:
     for name, value in sorted(masked_settings(settings).items()):
         sys.stdout.write(f"{name}={value}\n")
+    if settings.relays_file is not None:
+        # The relays' URLs as describe() gives them: user, host and port, never a password.
+        sys.stdout.write(f"relays ({settings.relays_file}) {settings.relays.describe()}\n")
     for name in unknown_variables():
         sys.stdout.write(f"warning: {name} is not a setting nurture knows; check its spelling\n")
     if settings.environment is not Environment.PRODUCTION:

@@ -246,7 +246,14 @@ def _render(claim: ClaimedDelivery, content: Content, sequence: Sequence, step: 
 def outcome_of_send(sent: MessageToSend, result: SendResult, policy: DispatchPolicy,
                     now: datetime) -> Outcome:
     """What the relay's reply makes of a message: sent (and the next step planned), bounced,
-    deferred for a connection failure, or retried with backoff until the attempts run out."""
+    deferred for a connection failure, or retried with backoff until the attempts run out; with
+    the name of the relay that answered, where several are configured."""
+    outcome = _answered(sent, result, policy, now)
+    return replace(outcome, relay=result.relay) if result.relay is not None else outcome
+
+
+def _answered(sent: MessageToSend, result: SendResult, policy: DispatchPolicy,
+              now: datetime) -> Outcome:
     claim, message_id = sent.claim, sent.message.message_id
     if result.ok:
         return _sent(sent, result, now)

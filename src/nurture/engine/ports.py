@@ -181,6 +181,8 @@ class Outcome:
     end_enrollment: EnrollmentStatus | None = None
     end_reason: str | None = None
     suppress_reason: str | None = None
+    relay: str | None = None
+    """The relay that answered (accepted the message, or refused it)."""
 
 
 class DeliveryStore(Protocol):
@@ -296,6 +298,8 @@ class SendResult:
     code: int | None = None
     message: str = ""
     error_kind: SendErrorKind | None = None
+    relay: str | None = None
+    """The name of the relay that gave this answer, where several are configured."""
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,8 @@ class Delivery(Base):
     experiment_key: Mapped[str | None] = mapped_column(String(100))
     variant: Mapped[str | None] = mapped_column(String(64))
     assigned_by: Mapped[str | None] = mapped_column(String(16))
+    # The relay that answered last (accepted the message, or refused it), by its name.
+    relay: Mapped[str | None] = mapped_column(String(32))
 
 
 class Suppression(Base):

@@ -45,6 +45,8 @@ class HeldDelivery(Protocol):
     def content_version(self) -> str | None: ...
     @property
     def sent_at(self) -> datetime | None: ...
+    @property
+    def relay(self) -> str | None: ...
 
 
 Held = Mapping[uuid.UUID, HeldDelivery]
@@ -82,6 +84,7 @@ def _delivery_update(outcome: Outcome, row: HeldDelivery) -> Row:
         ),
         "skip_reason": outcome.error if skipped else row.skip_reason,
         "content_version": outcome.content_version or row.content_version,
+        "relay": outcome.relay or row.relay,
     }
 
 

@@ -30,6 +30,8 @@ class DeliveryView:
     content_version: str | None
     variant: str | None = None
     """The experiment arm recorded on it, if any."""
+    relay: str | None = None
+    """The relay that answered it last, by name (several relays configured)."""
 
 
 @dataclass(frozen=True)

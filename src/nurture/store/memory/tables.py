@@ -100,6 +100,7 @@ class DeliveryRecord(Record):
     experiment_key: str | None = None
     variant: str | None = None
     assigned_by: str | None = None
+    relay: str | None = None
 
     def held_by(self, owner: str) -> bool:
         return self.lease_owner == owner and self.status == DeliveryStatus.SENDING.value
@@ -315,6 +316,7 @@ class Tables:
             skip_reason=record.skip_reason,
             content_version=record.content_version,
             variant=record.variant,
+            relay=record.relay,
         )
 
     @staticmethod

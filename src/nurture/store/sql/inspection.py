@@ -45,6 +45,7 @@ class Inspection:
                     Delivery.skip_reason,
                     Delivery.content_version,
                     Delivery.variant,
+                    Delivery.relay,
                 )
                 .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
                 .outerjoin(Enrollment, Enrollment.id == Delivery.enrollment_id)
@@ -69,6 +70,7 @@ class Inspection:
                 skip_reason=row.skip_reason,
                 content_version=row.content_version,
                 variant=row.variant,
+                relay=row.relay,
             )
             for row in rows
         ]

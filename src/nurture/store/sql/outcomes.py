@@ -90,6 +90,7 @@ class Outcomes:
                     Delivery.skip_reason,
                     Delivery.content_version,
                     Delivery.sent_at,
+                    Delivery.relay,
                 )
                 .where(
                     self._bulk.among(Delivery.id, chunk),

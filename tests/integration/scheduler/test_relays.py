@@ -1,0 +1,61 @@
+"""Two relays named in a relays file, with real `nurture scheduler` processes on PostgreSQL: relay A
+is down from the start, so everything goes through B, once, and each delivery records B."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from nurture.clock import utcnow
+from nurture.content.library import load_content
+from nurture.domain.people import make_person
+from nurture.engine.enrollment import enroll
+from nurture.engine.ports import ConsentRecord
+from nurture.store.models import Delivery
+from nurture.store.sql.store import SqlStore
+from tests.support.ports import free_port
+from tests.support.schedulers import Schedulers, copy_content, wait_until
+from tests.support.smtp import RecordingSmtpServer
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_relay_a_down_from_the_start_everything_goes_through_b(
+    database_url: str, store: SqlStore, smtp_server: RecordingSmtpServer, tmp_path: Path,
+    schedulers_for: Callable[..., Schedulers],
+) -> None:
+    dirs = copy_content(tmp_path / "content", all_day=True)
+    count = 600
+    people = [make_person(f"relay{index}@example.org", time_zone="UTC") for index in range(count)]
+    enroll(store, load_content(*dirs), people, "sample",
+           ConsentRecord(kind="operator", source="test"), utcnow() - timedelta(seconds=1))
+    relays = tmp_path / "relays.yaml"
+    relays.write_text(f"strategy: failover\nrelays:\n"
+                      f"  - name: a\n    url: smtp://127.0.0.1:{free_port()}\n"
+                      f"  - name: b\n    url: {smtp_server.url}\n")
+    group = schedulers_for(smtp_server.port, dirs, NURTURE_RELAYS_FILE=str(relays))
+    group.start()
+    group.start()
+    smtp_server.wait_for(count, timeout=90)
+
+    def all_sent() -> bool:
+        with store.engine.connect() as conn:
+            return conn.scalar(select(func.count()).where(Delivery.step_key == "welcome",
+                                                          Delivery.status == "sent")) == count
+    wait_until(all_sent, 30, "every welcome recorded as sent")
+    assert group.stop_all() == [0, 0]
+    with store.engine.connect() as conn:
+        relays_used = Counter(conn.scalars(select(Delivery.relay)
+                                           .where(Delivery.step_key == "welcome")))
+    received = Counter(str(m.message["Message-ID"]) for m in smtp_server.messages)
+    print(f"\n[relays] two schedulers, relay A down from the start: {count} welcomes, B received "
+          f"{sum(received.values())}, duplicates {sum(received.values()) - len(received)}, "
+          f"recorded relays {dict(relays_used)}")
+    assert len(received) == count and set(received.values()) == {1}
+    assert relays_used == Counter({"b": count})
