@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from nurture.config import Settings, known_variables
+from nurture.relay_settings import load_relays
 from tests.support.cli import nurture
 from tests.support.paths import ROOT
 
@@ -60,6 +61,18 @@ def test_healthchecks_and_start_order() -> None:
     for name in ("web", "scheduler", "migrate"):
         mounts = SERVICES[name]["volumes"]
         assert "./sequences:/app/sequences:ro" in mounts and "./templates:/app/templates:ro" in mounts
+
+
+def test_the_schedulers_relays_file_names_the_compose_relays() -> None:
+    scheduler = SERVICES["scheduler"]
+    mount = next(m for m in scheduler["volumes"] if m.endswith(":/app/deploy/relays.yaml:ro"))
+    plan = load_relays(ROOT / mount.split(":", 1)[0].removeprefix("./"))
+    assert scheduler["environment"]["NURTURE_RELAYS_FILE"] == "/app/deploy/relays.yaml"
+    assert [(r.name, r.endpoint.host) for r in plan.relays] == \
+        [("mailpit", "mailpit"), ("mailpit-backup", "mailpit-backup")]
+    for relay in plan.relays:
+        assert relay.endpoint.host in SERVICES and relay.endpoint.host in scheduler["depends_on"]
+    assert SERVICES["mailpit-backup"]["ports"] == ["8026:8025"]
 
 
 def test_dockerfile_is_slim_non_root_and_locked() -> None:
