@@ -27,6 +27,7 @@ from nurture.services.metrics import SchedulerMetrics, metered
 from nurture.services.retention import purge_expired
 from nurture.services.runtime import Runtime, runtime_from
 from nurture.smtp.factory import transport_from_settings
+from nurture.smtp.failover import FailoverTransport
 from nurture.store.content_versions import record_content_version
 from nurture.store.operations import beat, mark_stopped
 
@@ -49,9 +50,10 @@ class SchedulerService:
         self.runtime = runtime
         self.clock = clock
         self.metrics = SchedulerMetrics()
-        self.dispatcher = runtime.dispatcher(
-            transport=metered(transport_from_settings(runtime.settings, separate_process=True),
-                              self.metrics))
+        transport = transport_from_settings(runtime.settings, separate_process=True)
+        if isinstance(transport, FailoverTransport):
+            self.metrics.watch_relays(transport)
+        self.dispatcher = runtime.dispatcher(transport=metered(transport, self.metrics))
         self.stopped = threading.Event()
         engine, content = runtime.engine, runtime.content
         self.dispatch = DispatchJob(

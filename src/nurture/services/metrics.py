@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy.engine import Engine
 
 from nurture.engine.ports import Answer, OutgoingMessage, PipelinedTransport, SendResult, Transport
+from nurture.engine.throttle import BreakerState
+from nurture.smtp.failover import FailoverTransport, Relay
 from nurture.store.operations import queue_health
 
 SEND_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -30,6 +33,28 @@ class SchedulerMetrics:
                                       "Claims returned to the queue after their lease expired",
                                       registry=self.registry)
         self.ticks = Counter("nurture_scheduler_ticks", "Dispatch ticks run", registry=self.registry)
+        self.relay_sends = Counter("nurture_relay_sends", "SMTP answers by relay and outcome",
+                                   ["relay", "outcome"], registry=self.registry)
+        self.relay_breaker = Gauge("nurture_relay_breaker_open",
+                                   "1 while a relay's breaker is open or half-open, else 0",
+                                   ["relay"], registry=self.registry)
+        self.relay_moved = Gauge("nurture_relay_moved_away",
+                                 "Messages a relay could not take, moved to another relay",
+                                 ["relay"], registry=self.registry)
+
+    def watch_relays(self, transport: FailoverTransport) -> None:
+        """Each relay's breaker and moves, read when the metrics are scraped."""
+        for relay in transport.relays:
+            self.relay_breaker.labels(relay=relay.name).set_function(_breaker_open(relay))
+            self.relay_moved.labels(relay=relay.name).set_function(_moved(relay))
+
+
+def _breaker_open(relay: Relay) -> Callable[[], float]:
+    return lambda: float(relay.breaker.state is not BreakerState.CLOSED)
+
+
+def _moved(relay: Relay) -> Callable[[], float]:
+    return lambda: float(relay.failed_over)
 
 
 class MeteredTransport:
@@ -49,6 +74,8 @@ class MeteredTransport:
         self.metrics.latency.observe((time.perf_counter() if ended is None else ended) - started)
         outcome = "ok" if result.ok else (result.error_kind.value if result.error_kind else "error")
         self.metrics.sends.labels(outcome=outcome).inc()
+        if result.relay is not None:
+            self.metrics.relay_sends.labels(relay=result.relay, outcome=outcome).inc()
         if not result.ok:
             self.metrics.errors.labels(code=str(result.code or "none")).inc()
 

@@ -62,6 +62,34 @@ def test_scheduler_counters_count_outcomes_and_codes(smtp_server: Any) -> None:
     assert samples[("nurture_send_seconds_count", ())] == 2
 
 
+def test_relay_counters_and_breakers(smtp_server: Any) -> None:
+    from prometheus_client import generate_latest
+
+    from nurture.engine.throttle import CircuitBreaker
+    from nurture.relay_settings import Strategy
+    from nurture.services.metrics import metered
+    from nurture.smtp.failover import FailoverTransport, Relay, as_pipelined
+    from tests.support.ports import free_port
+
+    metrics = SchedulerMetrics()
+    relays = [Relay(name, as_pipelined(SmtpTransport(parse_smtp_url(url), timeout=5)),
+                    CircuitBreaker(failures=1, name=name))
+              for name, url in (("a", f"smtp://127.0.0.1:{free_port()}"), ("b", smtp_server.url))]
+    failover = FailoverTransport(relays, Strategy.FAILOVER)
+    metrics.watch_relays(failover)
+    transport = metered(failover, metrics)
+    for number in range(3):
+        transport.send(OutgoingMessage(envelope_from="hello@nurture.test",
+                                       recipients=(f"p{number}@example.org",),
+                                       data=b"Subject: x\r\n\r\nhello\r\n"))
+    transport.close()
+    samples = _samples(generate_latest(metrics.registry).decode())
+    assert samples[("nurture_relay_sends_total", (("outcome", "ok"), ("relay", "b")))] == 3
+    assert samples[("nurture_relay_breaker_open", (("relay", "a"),))] == 1
+    assert samples[("nurture_relay_breaker_open", (("relay", "b"),))] == 0
+    assert samples[("nurture_relay_moved_away", (("relay", "a"),))] == 1
+
+
 def test_signed_feedback_webhook_suppresses_and_refuses_forgeries(
         database_url: str, engine: Engine, tmp_path: Path) -> None:
     import json
