@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,6 +33,9 @@ def _shown(value: Any) -> str:
     if value is None:
         return ""
     return str(value.value if hasattr(value, "value") else value)
+
+
+RELAY_PERIOD = timedelta(hours=24)
 
 
 def masked_settings(settings: Settings) -> dict[str, str]:
@@ -69,13 +73,14 @@ def cmd_config_check(settings: Settings, args: Any) -> int:
 def cmd_status(settings: Settings, args: Any) -> int:
     from nurture.clock import utcnow
     from nurture.store.database import ensure_migrated, make_engine
-    from nurture.store.operations import heartbeats, queue_health
+    from nurture.store.operations import heartbeats, queue_health, relay_activity
 
     engine = make_engine(settings.database_url)
     ensure_migrated(engine)
     now = utcnow()
     health = queue_health(engine, now)
     processes = heartbeats(engine)
+    relays = relay_activity(engine, now - RELAY_PERIOD)
     if args.json:
         sys.stdout.write(json.dumps({
             "processes": [{"owner": p.owner, "last_tick_at": p.last_tick_at.isoformat(),
@@ -84,10 +89,11 @@ def cmd_status(settings: Settings, args: Any) -> int:
                           for p in processes],
             "due": health.due, "waiting": health.waiting,
             "oldest_due_at": health.oldest_due_at.isoformat() if health.oldest_due_at else None,
-            "deliveries": health.by_status}, indent=2) + "\n")
+            "deliveries": health.by_status, "relays_last_24h": relays}, indent=2) + "\n")
         return 0
     if for_a_person():
         print_status(now, processes, health)
+        _write_relays(relays)
         return 0
     sys.stdout.write("scheduler processes:\n")
     for p in processes:
@@ -100,7 +106,15 @@ def cmd_status(settings: Settings, args: Any) -> int:
                      f"{age(now, health.oldest_due_at)}\n")
     sys.stdout.write("deliveries: " + ", ".join(f"{k}={v}" for k, v in sorted(
         health.by_status.items())) + "\n")
+    _write_relays(relays)
     return 0
+
+
+def _write_relays(relays: dict[str, dict[str, int]]) -> None:
+    """Per relay (where several are configured), what it answered in the last day."""
+    for name, counts in sorted(relays.items()):
+        sys.stdout.write(f"relay {name} (last 24 h): " + ", ".join(
+            f"{status}={count}" for status, count in sorted(counts.items())) + "\n")
 
 
 def cmd_admin_hash_password(settings: Settings, args: Any) -> int:

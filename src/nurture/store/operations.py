@@ -75,6 +75,18 @@ def queue_health(engine: Engine, now: datetime) -> QueueHealth:
     return QueueHealth(due=int(due), waiting=waiting, oldest_due_at=oldest, by_status=by_status)
 
 
+def relay_activity(engine: Engine, since: datetime) -> dict[str, dict[str, int]]:
+    """By relay name, the deliveries it answered since `since` (by due time), by status."""
+    found: dict[str, dict[str, int]] = {}
+    with engine.connect() as conn:
+        for relay, status, count in conn.execute(
+                select(Delivery.relay, Delivery.status, func.count())
+                .where(Delivery.relay.is_not(None), Delivery.due_at >= since)
+                .group_by(Delivery.relay, Delivery.status)):
+            found.setdefault(str(relay), {})[str(status)] = int(count)
+    return found
+
+
 def next_due_at(engine: Engine) -> datetime | None:
     """When the earliest waiting delivery falls due (it may already have): time travel's next stop."""
     with engine.connect() as conn:

@@ -3,6 +3,10 @@ is down from the start, so everything goes through B, once, and each delivery re
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
@@ -59,3 +63,55 @@ def test_relay_a_down_from_the_start_everything_goes_through_b(
           f"recorded relays {dict(relays_used)}")
     assert len(received) == count and set(received.values()) == {1}
     assert relays_used == Counter({"b": count})
+    status = subprocess.run([sys.executable, "-m", "nurture", "status", "--json"], env=group.env,
+                            cwd=group.workdir, capture_output=True, text=True, timeout=60,
+                            check=True)
+    assert json.loads(status.stdout)["relays_last_24h"] == {"b": {"sent": count}}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_relay_a_dies_mid_run_and_b_takes_over_at_once(
+    database_url: str, store: SqlStore, smtp_server: RecordingSmtpServer, tmp_path: Path,
+    schedulers_for: Callable[..., Schedulers],
+) -> None:
+    dirs = copy_content(tmp_path / "content", all_day=True)
+    count = 3000
+    people = [make_person(f"relay{index}@example.org", time_zone="UTC") for index in range(count)]
+    enroll(store, load_content(*dirs), people, "sample",
+           ConsentRecord(kind="operator", source="test"), utcnow() - timedelta(seconds=1))
+    with RecordingSmtpServer() as backup:
+        relays = tmp_path / "relays.yaml"
+        relays.write_text(f"strategy: failover\nrelays:\n"
+                          f"  - name: a\n    url: {smtp_server.url}\n"
+                          f"  - name: b\n    url: {backup.url}\n")
+        group = schedulers_for(smtp_server.port, dirs, NURTURE_RELAYS_FILE=str(relays))
+        group.start()
+        group.start()
+        smtp_server.wait_for(800, timeout=90)
+        smtp_server.stop()
+        stopped = time.monotonic()
+        backup.wait_for(1, timeout=30)
+        takeover = time.monotonic() - stopped
+
+        def all_sent() -> bool:
+            with store.engine.connect() as conn:
+                return conn.scalar(select(func.count()).where(
+                    Delivery.step_key == "welcome", Delivery.status == "sent")) == count
+        wait_until(all_sent, 120, "every welcome recorded as sent")
+        assert group.stop_all() == [0, 0]
+        received = Counter(str(m.message["Message-ID"]) for m in smtp_server.messages) + \
+            Counter(str(m.message["Message-ID"]) for m in backup.messages)
+        with store.engine.connect() as conn:
+            relays_used = Counter(conn.scalars(select(Delivery.relay)
+                                               .where(Delivery.step_key == "welcome")))
+    duplicates = sum(received.values()) - len(received)
+    print(f"\n[relays] relay A stopped after {len(smtp_server.messages)} of {count}: B's first "
+          f"message {takeover:.2f} s later; lost {count - len(received)}, duplicates "
+          f"{duplicates}; recorded relays {dict(relays_used)}")
+    assert len(received) == count, "nothing lost"
+    assert takeover < 1.0, "B takes over within a second"
+    # What each of the two processes had handed to A and not heard back about, at most.
+    assert duplicates <= 2 * 64
+    assert set(relays_used) == {"a", "b"} and sum(relays_used.values()) == count
