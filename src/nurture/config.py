@@ -126,7 +126,6 @@ class Settings(BaseSettings):
     # Relay limits for the whole deployment, shared out among the scheduler processes; 0: no limit.
     rate_per_second: FiniteFloat = Field(default=0.0, ge=0)
     rate_per_minute: FiniteFloat = Field(default=0.0, ge=0)
-    scheduler_processes: int = Field(default=1, ge=1)
     breaker_failures: int = Field(default=5, ge=0, description="0 turns the circuit breaker off")
     breaker_cooldown_seconds: FiniteFloat = Field(default=30.0, gt=0)
     breaker_max_cooldown_seconds: FiniteFloat = Field(default=600.0, gt=0)

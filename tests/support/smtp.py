@@ -7,6 +7,7 @@ import asyncio
 import socket
 import ssl
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ class ReceivedMessage:
     recipients: tuple[str, ...]
     data: bytes
     message: EmailMessage
+    at: float = field(default_factory=time.monotonic)
+    """When the server accepted it (the monotonic clock): for rates seen at the relay."""
 
 
 DROP = "drop"

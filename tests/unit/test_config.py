@@ -6,8 +6,10 @@ import pytest
 from argon2 import PasswordHasher
 
 from nurture.config import SettingsError, load_settings, unknown_variables, variable_name
+from nurture.engine.shared_rate import SharedRateLimiter
 from nurture.services.runtime import throttle_from
 from nurture.setting_values import parse_admin_users
+from nurture.store.database import make_engine
 from nurture.web.admin.auth import AdminOptions
 from nurture.web.options import WebOptions
 
@@ -45,7 +47,7 @@ def test_defaults_give_the_default_options() -> None:
     settings = load_settings()
     assert WebOptions.from_settings(settings) == WebOptions()
     assert AdminOptions.from_settings(settings).enabled is False
-    throttle = throttle_from(settings)
+    throttle = throttle_from(settings, make_engine("sqlite://"))
     assert throttle.limiter is None and throttle.breaker is not None
 
 
@@ -56,8 +58,6 @@ def test_defaults_give_the_default_options() -> None:
     ("NURTURE_CONFIRM_MAX_AGE_SECONDS", "7d", "valid integer"),
     ("NURTURE_RATE_PER_SECOND", "fast", "valid number"),
     ("NURTURE_RATE_PER_MINUTE", "-1", "greater than or equal to 0"),
-    ("NURTURE_SCHEDULER_PROCESSES", "0", "greater than or equal to 1"),
-    ("NURTURE_SCHEDULER_PROCESSES", "2.5", "valid integer"),
     ("NURTURE_BREAKER_COOLDOWN_SECONDS", "inf", "finite"),
     ("NURTURE_BREAKER_MAX_COOLDOWN_SECONDS", "1", "at least NURTURE_BREAKER_COOLDOWN_SECONDS"),
     ("NURTURE_LOG_LEVEL", "loud", "DEBUG, INFO"),
@@ -75,14 +75,16 @@ def test_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, variabl
 
 def test_relay_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {"NURTURE_RATE_PER_SECOND": "12.5", "NURTURE_RATE_PER_MINUTE": "600",
-                        "NURTURE_SCHEDULER_PROCESSES": "3", "NURTURE_BREAKER_FAILURES": "0",
+                        "NURTURE_BREAKER_FAILURES": "0",
                         "NURTURE_BREAKER_COOLDOWN_SECONDS": " 15 "}.items():
         monkeypatch.setenv(name, value)
     settings = load_settings()
-    assert (settings.rate_per_second, settings.rate_per_minute, settings.scheduler_processes,
-            settings.breaker_failures, settings.breaker_cooldown_seconds) == (12.5, 600, 3, 0, 15)
-    throttle = throttle_from(settings)
-    assert throttle.breaker is None and throttle.limiter is not None
+    assert (settings.rate_per_second, settings.rate_per_minute, settings.breaker_failures,
+            settings.breaker_cooldown_seconds) == (12.5, 600, 0, 15)
+    throttle = throttle_from(settings, make_engine("sqlite://"))
+    assert throttle.breaker is None and isinstance(throttle.limiter, SharedRateLimiter)
+    assert [(b.name, b.rate, b.capacity) for b in throttle.limiter.buckets] == \
+        [("per-second", 12.5, 1.0), ("per-minute", 10.0, 24.0)]
 
 
 def test_admin_users_are_parsed_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,5 +1,6 @@
 """Guards in front of the relay: a circuit breaker that stops hammering a relay that keeps failing, and
-a rate limiter that keeps this process inside its share of the relay's sending limits."""
+a rate limiter that keeps to the relay's sending limits (in this process; `shared_rate` keeps them
+for the whole deployment through the database)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from nurture.engine.ports import SendErrorKind, SendResult
 
@@ -36,13 +38,11 @@ def _never() -> bool:
 class ThrottleSettings:
     """The relay limits and breaker tuning (checked where the settings are read, in config).
 
-    The rates are totals for the whole installation; each scheduler process takes
-    1/`scheduler_processes` of them. 0 means no limit.
+    The rates are totals for the whole installation; 0 means no limit.
     """
 
     rate_per_second: float = 0.0
     rate_per_minute: float = 0.0
-    scheduler_processes: int = 1
     breaker_failures: int = 5
     """Consecutive failed sends that open the breaker; 0 turns the breaker off."""
     breaker_cooldown_seconds: float = 30.0
@@ -64,16 +64,12 @@ class Window:
             raise ValueError(f"a rate window needs count >= 1 and seconds > 0, got {self}")
 
     @classmethod
-    def share(cls, total: float, seconds: float, processes: int) -> Window:
-        """This process's part of `total` sends per `seconds` shared by `processes` processes.
-
-        Rounded down, so the processes together never exceed the total; when the total is
-        smaller than the number of processes, each gets one send per proportionally longer
-        window (the total then holds on average rather than in every window)."""
-        part = total / processes
-        if part >= 1:
-            return cls(math.floor(part), seconds)
-        return cls(1, seconds / part)
+    def of(cls, total: float, seconds: float) -> Window:
+        """`total` sends per `seconds`, rounded down; below one, one per proportionally longer
+        window (the limit then holds on average rather than in every window)."""
+        if total >= 1:
+            return cls(math.floor(total), seconds)
+        return cls(1, seconds / total)
 
 
 class RateLimiter:
@@ -100,9 +96,9 @@ class RateLimiter:
     def from_settings(
         cls, settings: ThrottleSettings, *, clock: Clock = time.monotonic, sleep: Sleep = time.sleep
     ) -> RateLimiter | None:
-        """This process's share of the configured limits; None when no limit is set."""
+        """The configured limits, kept in this process alone; None when no limit is set."""
         windows = [
-            Window.share(total, seconds, settings.scheduler_processes)
+            Window.of(total, seconds)
             for total, seconds in (
                 (settings.rate_per_second, 1.0),
                 (settings.rate_per_minute, 60.0),
@@ -264,12 +260,20 @@ class CircuitBreaker:
 # -- both, as the dispatcher uses them -------------------------------------------------------------
 
 
+class Limiter(Protocol):
+    """A sending rate: this process's own (`RateLimiter`) or the deployment's (`SharedRateLimiter`)."""
+
+    def acquire(self, should_stop: ShouldStop = _never) -> bool: ...
+
+    def sends_within(self, seconds: float) -> int: ...
+
+
 @dataclass
 class Throttle:
     """What stands between the dispatcher and its transport; either part may be absent."""
 
     breaker: CircuitBreaker | None = None
-    limiter: RateLimiter | None = None
+    limiter: Limiter | None = None
 
     @classmethod
     def from_settings(

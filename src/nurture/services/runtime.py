@@ -14,6 +14,7 @@ from nurture.engine.assignment import Assigner
 from nurture.engine.dispatcher import Dispatcher
 from nurture.engine.policy import DispatchPolicy
 from nurture.engine.ports import Transport
+from nurture.engine.shared_rate import Bucket, SharedRateLimiter
 from nurture.engine.throttle import Throttle, ThrottleSettings
 from nurture.engine.tokens import LinkMaker, TokenSigner
 from nurture.rendering.types import Brand
@@ -21,6 +22,7 @@ from nurture.smtp.factory import transport_from_settings
 from nurture.store.database import ensure_migrated, make_engine
 from nurture.store.experiments import declared_winners
 from nurture.store.sql.store import SqlStore
+from nurture.store.sql.tokens import SqlTokenStore
 
 
 def brand_from(settings: Settings) -> Brand:
@@ -46,15 +48,20 @@ def policy_from(settings: Settings) -> DispatchPolicy:
     )
 
 
-def throttle_from(settings: Settings) -> Throttle:
-    return Throttle.from_settings(ThrottleSettings(
-        rate_per_second=settings.rate_per_second,
-        rate_per_minute=settings.rate_per_minute,
-        scheduler_processes=settings.scheduler_processes,
+def throttle_from(settings: Settings, engine: Engine) -> Throttle:
+    """The breaker, and the sending limits kept for the whole deployment in the database: they
+    mean the same whether one scheduler runs or five."""
+    throttle = Throttle.from_settings(ThrottleSettings(
         breaker_failures=settings.breaker_failures,
         breaker_cooldown_seconds=settings.breaker_cooldown_seconds,
         breaker_max_cooldown_seconds=settings.breaker_max_cooldown_seconds,
     ))
+    buckets = [Bucket.for_limit(name, total, seconds) for name, total, seconds in (
+        ("per-second", settings.rate_per_second, 1.0),
+        ("per-minute", settings.rate_per_minute, 60.0)) if total > 0]
+    if buckets:
+        throttle.limiter = SharedRateLimiter(buckets, SqlTokenStore(engine))
+    return throttle
 
 
 def configure_data_keys(settings: Settings) -> None:
@@ -88,7 +95,7 @@ class Runtime:
             owner=owner or process_owner(),
             message_id_domain=self.settings.sender_domain,
             policy=policy_from(self.settings),
-            throttle=throttle_from(self.settings),
+            throttle=throttle_from(self.settings, self.engine),
             assigner=Assigner(self.settings.secret_key),
             winners=lambda: declared_winners(self.engine),
             count_clicks=self.settings.click_counting,

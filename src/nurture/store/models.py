@@ -9,6 +9,7 @@ from typing import Final, cast
 from sqlalchemy import (
     JSON,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -270,3 +271,18 @@ class ClickCount(Base):
 
 
 click_count_table: Final = cast(Table, ClickCount.__table__)
+
+
+class SendBudget(Base):
+    """One token bucket of the deployment's sending limits (per second, per minute): the tokens
+    left when it was last taken from, and when (seconds of the wall clock)."""
+
+    __tablename__ = "send_budget"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    updated: Mapped[float] = mapped_column(Float)
+
+
+send_budget_table: Final = cast(Table, SendBudget.__table__)
+

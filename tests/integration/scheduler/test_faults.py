@@ -740,12 +740,11 @@ def test_sigterm_finishes_the_message_in_flight_releases_the_rest_and_exits_0(
 ) -> None:
     count = 100
     expected = due_welcomes(store, count)
-    # 40 a second shared by 2 processes: this one sends 20 a second, so a batch of 50 takes
-    # 2.5 s and the SIGTERM lands in the middle of one.
-    group = schedulers_for(relay.port, all_day_dirs, NURTURE_RATE_PER_SECOND="40",
-                           NURTURE_SCHEDULER_PROCESSES="2")
+    # 20 a second for the deployment, so a batch of 50 takes 2.5 s and the SIGTERM lands in the
+    # middle of one.
+    group = schedulers_for(relay.port, all_day_dirs, NURTURE_RATE_PER_SECOND="20")
     process = group.start()
-    # With 20 per sliding second, send n + 20 never starts before 1 s after send n.
+    # The shared bucket refills 20 a second and saves up one: 20 sends take at least 0.95 s.
     relay.wait_for(21, timeout=30)
     first_at = time.monotonic()
     relay.wait_for(41, timeout=30)
@@ -769,7 +768,7 @@ def test_sigterm_finishes_the_message_in_flight_releases_the_rest_and_exits_0(
     figures("SIGTERM", rate_per_s=f"{20 / twenty_took:.1f}", sent_before_stop=received_at_stop,
             stop_seconds=f"{stop_seconds:.2f}", released_to_queue=statuses["queued"],
             received=received, duplicates=duplicates, lost=lost)
-    assert twenty_took > 0.9, "the per-process share of the rate limit held"
+    assert twenty_took > 0.9, "the deployment's rate limit held"
     assert stop_seconds < 5
     assert '"scheduler stopped"' in group.log_text(0)
     assert (received, duplicates, lost) == (count, 0, 0)

@@ -87,24 +87,22 @@ def test_a_stop_during_the_wait_takes_nothing() -> None:
 
 
 @pytest.mark.parametrize(
-    ("total", "seconds", "processes", "expected"),
+    ("total", "seconds", "expected"),
     [
-        (10, 1.0, 1, Window(10, 1.0)),
-        (10, 1.0, 3, Window(3, 1.0)),  # rounded down: 3 processes never exceed 10 together
-        (600, 60.0, 4, Window(150, 60.0)),
-        (2, 60.0, 3, Window(1, 90.0)),  # less than one each: one per longer window
-        (0.5, 1.0, 1, Window(1, 2.0)),
+        (10, 1.0, Window(10, 1.0)),
+        (10.7, 1.0, Window(10, 1.0)),  # rounded down: never more than the limit
+        (0.5, 1.0, Window(1, 2.0)),  # less than one: one per longer window
     ],
 )
-def test_per_process_share(total: float, seconds: float, processes: int, expected: Window) -> None:
-    assert Window.share(total, seconds, processes) == expected
+def test_a_limit_as_a_window(total: float, seconds: float, expected: Window) -> None:
+    assert Window.of(total, seconds) == expected
 
 
-def test_limiter_from_settings_divides_totals_by_processes() -> None:
-    settings = ThrottleSettings(rate_per_second=20, rate_per_minute=900, scheduler_processes=3)
+def test_limiter_from_settings_keeps_the_totals() -> None:
+    settings = ThrottleSettings(rate_per_second=20, rate_per_minute=900)
     limiter = RateLimiter.from_settings(settings)
     assert limiter is not None
-    assert limiter.windows == (Window(6, 1.0), Window(300, 60.0))
+    assert limiter.windows == (Window(20, 1.0), Window(900, 60.0))
     assert RateLimiter.from_settings(ThrottleSettings()) is None
 
 
