@@ -39,6 +39,7 @@ JUDGE_HOURS = 24
 """One look a day: the stopping rule's error rates were simulated for daily looks, and more
 looks would declare more false winners."""
 JUDGE_FIRST_MINUTES = 5
+SIGNAL_CHECK_SECONDS = 0.5
 
 
 class SchedulerService:
@@ -127,6 +128,10 @@ def run_scheduler(settings: Settings) -> int:
         service = SchedulerService(runtime)
         signal.signal(signal.SIGHUP, lambda signum, frame: service.reload_content.run())
         service.start()
-        stop_requested.wait()
+        # A timed wait, not a bare one: Python runs a signal's handler only when the main thread
+        # runs, and a signal taken by another thread (a library's worker) would leave a bare
+        # wait asleep for ever.
+        while not stop_requested.wait(SIGNAL_CHECK_SECONDS):
+            pass
         service.stop()
     return 0
