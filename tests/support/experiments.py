@@ -79,7 +79,7 @@ class ExperimentRun:
                                        Delivery.assigned_by, Delivery.sent_at)
                                 .where(Delivery.step_key == STEP,
                                        Delivery.variant.is_not(None))).all()
-        return {row[0]: (row[1], row[2], row[3]) for row in rows}
+        return {row[0]: (str(row[1]), row[2], row[3]) for row in rows}
 
     def convert(self, rates: Mapping[str, float], *, after: timedelta = timedelta(days=1),
                 seed: int = 7, event: str = "consult_booked") -> int:

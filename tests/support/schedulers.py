@@ -11,10 +11,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from nurture.clock import utcnow
+from nurture.content.library import load_content
+from nurture.domain.people import make_person
+from nurture.engine.enrollment import enroll
+from nurture.engine.ports import ConsentRecord
+from nurture.store.sql.store import SqlStore
 from tests.support.cli import clean_env
 from tests.support.dispatchers import SENDER
 from tests.support.paths import ROOT
@@ -33,6 +40,21 @@ def copy_content(target: Path, *, all_day: bool) -> tuple[Path, Path]:
     for part in ("layouts", "locales", "emails/partials", "emails/sample", "emails/system"):
         shutil.copytree(ROOT / "templates" / part, templates / part)
     return sequences, templates
+
+
+def enroll_due(store: SqlStore, dirs: tuple[Path, Path], count: int, prefix: str) -> None:
+    """`count` people in the sample sequence of `dirs` (UTC), their welcome due a second ago on
+    the real clock, the schedulers' own."""
+    people = [make_person(f"{prefix}{index}@example.org", time_zone="UTC") for index in range(count)]
+    enroll(store, load_content(*dirs), people, "sample",
+           ConsentRecord(kind="operator", source="test"), utcnow() - timedelta(seconds=1))
+
+
+def relays_file(path: Path, strategy: str = "failover", **urls: str) -> Path:
+    """A relays file naming `urls` (relay name to URL) in their order."""
+    path.write_text(f"strategy: {strategy}\nrelays:\n" + "".join(
+        f"  - name: {name}\n    url: {url}\n" for name, url in urls.items()))
+    return path
 
 
 def scheduler_env(database_url: str, smtp_port: int, content_dirs: tuple[Path, Path],

@@ -18,20 +18,19 @@ from sqlalchemy import select
 from nurture.clock import utcnow
 from nurture.config import DEFAULT_SECRET_KEY
 from nurture.content.library import load_content
-from nurture.domain.people import make_person
 from nurture.engine.assignment import Assigner
 from nurture.engine.decisions import message_id_for
-from nurture.engine.enrollment import enroll
-from nurture.engine.ports import ConsentRecord
 from nurture.store.models import Delivery
 from nurture.store.sql.store import SqlStore
 from tests.support.dispatchers import DOMAIN
 from tests.support.experiments import SUBJECTS, welcome_experiment
-from tests.support.schedulers import Schedulers, wait_until
+from tests.support.schedulers import Schedulers, enroll_due, wait_until
 from tests.support.smtp import RecordingSmtpServer
 
 # The schedulers' secret key: the default, which also encrypts the answers this test writes.
 SECRET = DEFAULT_SECRET_KEY
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 @pytest.mark.postgres
 @pytest.mark.slow
@@ -42,9 +41,7 @@ def test_two_schedulers_and_a_kill_9_keep_every_arm(
     dirs = welcome_experiment(tmp_path / "content")
     content = load_content(*dirs)
     count = 1000
-    people = [make_person(f"arm{index}@example.org", time_zone="UTC") for index in range(count)]
-    enroll(store, content, people, "sample", ConsentRecord(kind="operator", source="test"),
-           utcnow() - timedelta(seconds=1))
+    enroll_due(store, dirs, count, "arm")
     group = schedulers_for(smtp_server.port, dirs, NURTURE_LEASE_SECONDS="10")
     group.start()
     group.start()

@@ -9,21 +9,15 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from nurture.clock import utcnow
-from nurture.content.library import load_content
-from nurture.domain.people import make_person
-from nurture.engine.enrollment import enroll
-from nurture.engine.ports import ConsentRecord
 from nurture.store.models import Delivery
 from nurture.store.sql.store import SqlStore
 from tests.support.ports import free_port
-from tests.support.schedulers import Schedulers, copy_content, wait_until
+from tests.support.schedulers import Schedulers, copy_content, enroll_due, relays_file, wait_until
 from tests.support.smtp import RecordingSmtpServer
 
 
@@ -36,13 +30,9 @@ def test_relay_a_down_from_the_start_everything_goes_through_b(
 ) -> None:
     dirs = copy_content(tmp_path / "content", all_day=True)
     count = 600
-    people = [make_person(f"relay{index}@example.org", time_zone="UTC") for index in range(count)]
-    enroll(store, load_content(*dirs), people, "sample",
-           ConsentRecord(kind="operator", source="test"), utcnow() - timedelta(seconds=1))
-    relays = tmp_path / "relays.yaml"
-    relays.write_text(f"strategy: failover\nrelays:\n"
-                      f"  - name: a\n    url: smtp://127.0.0.1:{free_port()}\n"
-                      f"  - name: b\n    url: {smtp_server.url}\n")
+    enroll_due(store, dirs, count, "relay")
+    relays = relays_file(tmp_path / "relays.yaml", a=f"smtp://127.0.0.1:{free_port()}",
+                         b=smtp_server.url)
     group = schedulers_for(smtp_server.port, dirs, NURTURE_RELAYS_FILE=str(relays))
     group.start()
     group.start()
@@ -78,14 +68,9 @@ def test_relay_a_dies_mid_run_and_b_takes_over_at_once(
 ) -> None:
     dirs = copy_content(tmp_path / "content", all_day=True)
     count = 3000
-    people = [make_person(f"relay{index}@example.org", time_zone="UTC") for index in range(count)]
-    enroll(store, load_content(*dirs), people, "sample",
-           ConsentRecord(kind="operator", source="test"), utcnow() - timedelta(seconds=1))
+    enroll_due(store, dirs, count, "relay")
     with RecordingSmtpServer() as backup:
-        relays = tmp_path / "relays.yaml"
-        relays.write_text(f"strategy: failover\nrelays:\n"
-                          f"  - name: a\n    url: {smtp_server.url}\n"
-                          f"  - name: b\n    url: {backup.url}\n")
+        relays = relays_file(tmp_path / "relays.yaml", a=smtp_server.url, b=backup.url)
         group = schedulers_for(smtp_server.port, dirs, NURTURE_RELAYS_FILE=str(relays))
         group.start()
         group.start()
@@ -137,9 +122,7 @@ def test_three_schedulers_share_one_limit_of_50_a_second(
 ) -> None:
     dirs = copy_content(tmp_path / "content", all_day=True)
     count = 1650  # 33 s at 50 a second: the middle 30 s are measured
-    people = [make_person(f"paced{index}@example.org", time_zone="UTC") for index in range(count)]
-    enroll(store, load_content(*dirs), people, "sample",
-           ConsentRecord(kind="operator", source="test"), utcnow() - timedelta(seconds=1))
+    enroll_due(store, dirs, count, "paced")
     group = schedulers_for(smtp_server.port, dirs, NURTURE_RATE_PER_SECOND="50")
     for _ in range(3):
         group.start()

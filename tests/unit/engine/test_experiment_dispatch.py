@@ -62,23 +62,30 @@ def _arms(store: MemoryStore, emails: list[str]) -> dict[str, str | None]:
             for email in emails}
 
 
-def test_arms_hold_through_a_retry_a_reload_with_new_weights_and_a_restart(tmp_path: Path) -> None:
+def _claimed_and_deferred(tmp_path: Path, count: int
+                          ) -> tuple[Path, Content, MemoryStore, Relay, list[str]]:
+    """`count` people whose tested welcome was claimed (arms drawn) and deferred by a 451: the
+    sequence file to edit, the content, the store, the relay and the addresses."""
     sequences, templates = welcome_experiment(tmp_path)
     content = load_content(sequences, templates)
     store, relay = MemoryStore(), Relay()
-    emails = [f"p{i}@example.org" for i in range(300)]
+    emails = [f"p{i}@example.org" for i in range(count)]
     people = [make_person(email, time_zone="UTC") for email in emails]
     enroll(store, content, people, "sample", ConsentRecord(kind="operator", source="t"), T0)
     relay.deferring = True
     _run(store, lambda: content, relay, timedelta(0))
+    relay.deferring = False
+    return sequences / "sample.yaml", content, store, relay, emails
+
+
+def test_arms_hold_through_a_retry_a_reload_with_new_weights_and_a_restart(tmp_path: Path) -> None:
+    path, content, store, relay, emails = _claimed_and_deferred(tmp_path, 300)
     first = _arms(store, emails)
     assert Counter(first.values()).keys() == {"a", "b", "holdout"}
 
-    path = sequences / "sample.yaml"
     path.write_text(path.read_text().replace("weight: 70", "weight: 1").replace("weight: 30", "weight: 99"))
-    reloaded = load_content(sequences, templates)
+    reloaded = load_content(path.parent, content.library.templates_dir)
     assert reloaded.version != content.version
-    relay.deferring = False
     _run(store, lambda: reloaded, relay, timedelta(hours=2))
     assert _arms(store, emails) == first
     for email, arm in first.items():
@@ -94,18 +101,9 @@ def test_arms_hold_through_a_retry_a_reload_with_new_weights_and_a_restart(tmp_p
 
 
 def test_a_removed_variant_sends_its_people_the_step_as_written(tmp_path: Path) -> None:
-    sequences, templates = welcome_experiment(tmp_path)
-    content = load_content(sequences, templates)
-    store, relay = MemoryStore(), Relay()
-    emails = [f"p{i}@example.org" for i in range(60)]
-    people = [make_person(email, time_zone="UTC") for email in emails]
-    enroll(store, content, people, "sample", ConsentRecord(kind="operator", source="t"), T0)
-    relay.deferring = True
-    _run(store, lambda: content, relay, timedelta(0))
-    path = sequences / "sample.yaml"
+    path, content, store, relay, emails = _claimed_and_deferred(tmp_path, 60)
     path.write_text(path.read_text().replace("- key: b", "- key: c"))
-    edited = load_content(sequences, templates)
-    relay.deferring = False
+    edited = load_content(path.parent, content.library.templates_dir)
     _run(store, lambda: edited, relay, timedelta(hours=2))
     arms = _arms(store, emails)
     assert "b" in arms.values()
