@@ -71,9 +71,16 @@ class ClaimArms:
     winners: Mapping[str, str]
 
     def tests(self, claim: ClaimedDelivery) -> bool:
+        return self._experiment(claim) is not None
+
+    def _experiment(self, claim: ClaimedDelivery) -> Experiment | None:
+        """The experiment the claim's step is under, unless it is skipped whatever the arm or
+        its reader reads their own locale's text (every arm the same email to them)."""
         tested = tested_step(claim, self.content)
-        return tested is not None and self.content.library.reads_default_text(
-            tested[0], tested[1], claim.subscriber.locale)
+        if tested is None or not self.content.library.reads_default_text(
+                tested[0], tested[1], claim.subscriber.locale):
+            return None
+        return tested[1].experiment
 
     def __call__(self, claims: Seq[ClaimedDelivery]) -> dict[UUID, Assignment]:
         chosen: dict[UUID, Assignment] = {}
@@ -84,11 +91,9 @@ class ClaimArms:
         return chosen
 
     def _assignment(self, claim: ClaimedDelivery) -> Assignment | None:
-        tested = tested_step(claim, self.content) if self.tests(claim) else None
-        if tested is None:
-            return None  # left out, or reading their own locale's text: every arm the same
-        experiment = tested[1].experiment
-        assert experiment is not None
+        experiment = self._experiment(claim)
+        if experiment is None:
+            return None
         earlier = claim.earlier_arms.get(experiment.key)
         if earlier is not None:
             return Assignment(experiment.key, earlier, AssignedBy.EARLIER)

@@ -13,6 +13,7 @@ import re
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Final
 from uuid import UUID
 
@@ -41,6 +42,12 @@ class Click:
     url: str
 
 
+@lru_cache(maxsize=8)
+def _click_serializer(secret_key: str) -> URLSafeSerializer:
+    # Built once, as engine/tokens.py builds its serializers, not for each link of each email.
+    return URLSafeSerializer(secret_key, salt=CLICK_SALT)
+
+
 @dataclass(frozen=True)
 class ClickSigner:
     """Signs and reads click tokens. Without a timestamp: a link in an old email keeps working;
@@ -49,7 +56,7 @@ class ClickSigner:
     secret_key: str
 
     def _serializer(self) -> URLSafeSerializer:
-        return URLSafeSerializer(self.secret_key, salt=CLICK_SALT)
+        return _click_serializer(self.secret_key)
 
     def sign(self, delivery_id: UUID, url: str) -> str:
         token: str = self._serializer().dumps([delivery_id.hex, url])

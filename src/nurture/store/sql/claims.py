@@ -101,15 +101,7 @@ class Claims:
                 if experiment_key is not None and variant is not None:
                     earlier[subscriber_id][experiment_key] = variant
         claimed, rows = assign_claims(claimed, offered, earlier, assign)
-        if rows:
-            d = delivery_table
-            conn.execute(
-                update(d).where(d.c.id == bindparam("row_id"))
-                .values(experiment_key=bindparam("arm_experiment"), variant=bindparam("arm"),
-                        assigned_by=bindparam("arm_by")),
-                [{"row_id": row["id"], "arm_experiment": row["experiment_key"],
-                  "arm": row["variant"], "arm_by": row["assigned_by"]} for row in rows],
-            )
+        self._bulk.update(conn, delivery_table, "id", rows)
         return claimed
 
     def _pick(self, condition: str, order: Column, now: datetime, limit: int) -> Executable:

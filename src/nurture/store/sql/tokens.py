@@ -23,16 +23,19 @@ class SqlTokenStore:
     def take(self, buckets: Seq[Bucket], wanted: int, now: float) -> tuple[int, float]:
         table = send_budget_table
         names = [bucket.name for bucket in buckets]
+        query = select(table.c.name, table.c.tokens, table.c.updated).where(
+            table.c.name.in_(names)).order_by(table.c.name)
+        if self._engine.dialect.name == "postgresql":
+            query = query.with_for_update()
         with self._engine.begin() as conn:
-            # A new bucket starts full; a second process creating it at once changes nothing.
-            conn.execute(self._insert(table).values(
-                [{"name": b.name, "tokens": b.capacity, "updated": now} for b in buckets]
-            ).on_conflict_do_nothing(index_elements=["name"]))
-            query = select(table.c.name, table.c.tokens, table.c.updated).where(
-                table.c.name.in_(names)).order_by(table.c.name)
-            if self._engine.dialect.name == "postgresql":
-                query = query.with_for_update()
             rows = {name: (tokens, updated) for name, tokens, updated in conn.execute(query)}
+            missing = [b for b in buckets if b.name not in rows]
+            if missing:
+                # A new bucket starts full; a second process creating it at once changes nothing.
+                conn.execute(self._insert(table).values(
+                    [{"name": b.name, "tokens": b.capacity, "updated": now} for b in missing]
+                ).on_conflict_do_nothing(index_elements=["name"]))
+                rows = {name: (tokens, updated) for name, tokens, updated in conn.execute(query)}
             # Refilled to now; a clock that stepped back refills nothing rather than taking.
             level = {b.name: min(b.capacity, rows[b.name][0]
                                  + b.rate * max(0.0, now - rows[b.name][1])) for b in buckets}
