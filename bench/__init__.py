@@ -15,4 +15,5 @@ BENCHMARKS: dict[str, str] = {
     "lateness": "p99 due-to-sent ≤ tick + 1 s",
     "memory": "peak RSS 100k vs 10k emails ≤ 1.2",
     "scaleout": "two schedulers ≥ 1.8× one, zero duplicates",
+    "relay_pool": "relay 20 ms away: 4 connections ≥ 3× one",
 }

@@ -180,7 +180,7 @@ def interleaved(dispatcher: Any, messages: list[tuple[str, bytes]], port: int, w
     dispatcher's report)."""
     from email.utils import parseaddr
 
-    from nurture.engine.dispatcher import DispatchReport
+    from nurture.engine.dispatch_run import DispatchReport
 
     sender = parseaddr(SENDER)[1]
     raw_seconds = ours_seconds = 0.0

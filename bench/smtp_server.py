@@ -226,18 +226,7 @@ class ServerProcess:
             self._control.close()
             self._control = None
         process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        for stream in (process.stdin, process.stdout):
-            if stream is not None:
-                stream.close()
+        end_child(process)
 
     def __enter__(self) -> ServerProcess:
         return self.start()
@@ -245,6 +234,22 @@ class ServerProcess:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  traceback: TracebackType | None) -> None:
         self.stop()
+
+
+def end_child(process: subprocess.Popen[bytes] | None) -> None:
+    """Ask a helper process to end (kill it after 10 s) and close its pipes."""
+    if process is None:
+        return
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for stream in (process.stdin, process.stdout):
+        if stream is not None:
+            stream.close()
 
 
 if __name__ == "__main__":

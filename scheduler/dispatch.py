@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
-from nurture.engine.dispatcher import DispatchReport
+from nurture.engine.dispatch_run import DispatchReport
 from nurture.services.metrics import SchedulerMetrics
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ class Dispatches(Protocol):
 
 class Heartbeat(Protocol):
     def __call__(self, owner: str, *, now: datetime, sent: int, content_version: str,
-                 started_at: datetime) -> None: ...
+                 started_at: datetime, sending_state: str | None = None) -> None: ...
 
 
 class DispatchJob:
@@ -31,12 +31,14 @@ class DispatchJob:
 
     def __init__(self, dispatcher: Dispatches, *, beat: Heartbeat,
                  content_version: Callable[[], str], clock: Callable[[], datetime],
-                 metrics: SchedulerMetrics) -> None:
+                 metrics: SchedulerMetrics,
+                 sending_state: Callable[[], str | None] = lambda: None) -> None:
         self.dispatcher = dispatcher
         self.beat = beat
         self.content_version = content_version
         self.clock = clock
         self.metrics = metrics
+        self.sending_state = sending_state
         self.started_at = clock()
         self.ticks = 0
 
@@ -48,6 +50,7 @@ class DispatchJob:
             if report.claimed:
                 log.info("tick", extra=report.as_dict())
             self.beat(self.dispatcher.owner, now=self.clock(), sent=report.sent,
-                      content_version=self.content_version(), started_at=self.started_at)
+                      content_version=self.content_version(), started_at=self.started_at,
+                      sending_state=self.sending_state())
         except Exception:
             log.exception("dispatch tick failed; retrying on the next tick")

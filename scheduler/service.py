@@ -26,7 +26,7 @@ from nurture.services.experiments import judge_experiments
 from nurture.services.metrics import SchedulerMetrics, metered
 from nurture.services.retention import purge_expired
 from nurture.services.runtime import Runtime, runtime_from
-from nurture.smtp.factory import transport_from_settings
+from nurture.services.sending_state import sending_state
 from nurture.smtp.failover import FailoverTransport
 from nurture.store.content_versions import record_content_version
 from nurture.store.operations import beat, mark_stopped
@@ -51,15 +51,17 @@ class SchedulerService:
         self.runtime = runtime
         self.clock = clock
         self.metrics = SchedulerMetrics()
-        transport = transport_from_settings(runtime.settings, separate_process=True)
+        transport = runtime.transport(separate_process=True)
         if isinstance(transport, FailoverTransport):
             self.metrics.watch_relays(transport)
         self.dispatcher = runtime.dispatcher(transport=metered(transport, self.metrics))
+        self.metrics.watch_destinations(self.dispatcher.pacer)
         self.stopped = threading.Event()
         engine, content = runtime.engine, runtime.content
         self.dispatch = DispatchJob(
             self.dispatcher, beat=partial(beat, engine),
-            content_version=lambda: content.current.version, clock=clock, metrics=self.metrics)
+            content_version=lambda: content.current.version, clock=clock, metrics=self.metrics,
+            sending_state=partial(sending_state, transport, self.dispatcher.pacer))
         self.reap = ReapLeases(runtime.store, clock=clock, metrics=self.metrics)
         self.reload_content = ReloadContent(
             content, record=partial(record_content_version, engine), clock=clock)

@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     database_url: Annotated[str, AfterValidator(check_database_url)] = "sqlite:///var/nurture.db"
     smtp_url: Annotated[str, AfterValidator(check_smtp_url)] = "smtp://127.0.0.1:1025"
     smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    smtp_connections: int = Field(default=1, ge=1, le=16, description="SMTP connections to the "
+                                  "relay in each scheduler process (a relays file sets its own)")
     relays_file: Annotated[Path, AfterValidator(check_relays_file)] | None = Field(
         default=None, description="several relays with failover (docs/operations.md); "
         "NURTURE_SMTP_URL is then not used")
@@ -214,7 +216,7 @@ class Settings(BaseSettings):
         """The relays file's relays, or the one NURTURE_SMTP_URL names."""
         if self.relays_file is not None:
             return load_relays(self.relays_file)
-        return single_relay(self.smtp)
+        return single_relay(self.smtp, self.smtp_connections)
 
     @property
     def sender_address(self) -> str:

@@ -1,5 +1,6 @@
 """How the text of a setting becomes a value, and the checks on it: SMTP URLs, proxy networks, CORS
-origins, admin users, URLs and log levels. No environment is read here: config.py reads it."""
+origins, admin users, URLs and log levels; and the values the relays file gives (a relay's limits
+and warm-up, the destination domain groups). No environment is read here: config.py reads it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import ipaddress
 import logging
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 from typing import Annotated
 from urllib.parse import unquote, urlsplit
@@ -171,3 +174,84 @@ def check_finite(value: float) -> float:
 
 
 FiniteFloat = Annotated[float, AfterValidator(check_finite)]
+
+
+# -- relays' limits and destination groups (the relays file) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """A new relay's or IP's cap for each day since `start`: day 1 is `daily[0]`. Before `start`
+    the first day's cap holds; after the list, the relay's own daily limit (if any)."""
+
+    start: date
+    daily: tuple[int, ...]
+
+    def cap(self, day: date) -> int | None:
+        index = max(0, (day - self.start).days)
+        return self.daily[index] if index < len(self.daily) else None
+
+
+@dataclass(frozen=True)
+class RelayLimits:
+    per_second: float | None = None
+    per_minute: float | None = None
+    per_hour: float | None = None
+    per_day: int | None = None
+    warmup: Warmup | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(value is not None for value in (
+            self.per_second, self.per_minute, self.per_hour, self.per_day, self.warmup))
+
+    @property
+    def capped(self) -> bool:
+        """It has a daily cap (a limit per day, or a warm-up)."""
+        return self.per_day is not None or self.warmup is not None
+
+    def day_cap(self, day: date) -> int | None:
+        """The most this relay may send on `day`: the warm-up's cap or the daily limit, the lower."""
+        caps = [cap for cap in (self.per_day, self.warmup.cap(day) if self.warmup else None)
+                if cap is not None]
+        return min(caps) if caps else None
+
+    def describe(self) -> str:
+        parts = [f"{value:g}/{unit}" for unit, value in (
+            ("s", self.per_second), ("min", self.per_minute), ("h", self.per_hour),
+            ("day", self.per_day)) if value is not None]
+        if self.warmup is not None:
+            parts.append(f"warm-up from {self.warmup.start.isoformat()} over "
+                         f"{len(self.warmup.daily)} days")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class DomainGroup:
+    name: str
+    domains: frozenset[str]
+    per_second: float | None = None
+    """The group's rate for the whole deployment (the shared token store); None: no limit."""
+    concurrency: int | None = None
+    """Messages to the group with the relay at once, per process; None: as many as the sender
+    holds, until the destination defers us."""
+
+
+DEFAULT_GROUPS: tuple[DomainGroup, ...] = (
+    DomainGroup("gmail", frozenset({"gmail.com", "googlemail.com"})),
+    DomainGroup("yahoo", frozenset({"yahoo.com", "yahoo.co.uk", "yahoo.co.in", "yahoo.in",
+                                    "ymail.com", "rocketmail.com", "aol.com"})),
+    DomainGroup("outlook", frozenset({"outlook.com", "hotmail.com", "hotmail.co.uk", "live.com",
+                                      "msn.com", "outlook.in"})),
+)
+
+
+def with_defaults(groups: Iterable[DomainGroup]) -> tuple[DomainGroup, ...]:
+    """The operator's groups, then the default groups they do not replace (by name) and whose
+    domains they do not take."""
+    own = tuple(groups)
+    names = {group.name for group in own}
+    taken = {domain for group in own for domain in group.domains}
+    return own + tuple(
+        DomainGroup(group.name, group.domains - taken, group.per_second, group.concurrency)
+        for group in DEFAULT_GROUPS if group.name not in names and group.domains - taken)

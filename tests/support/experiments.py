@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from nurture.content.library import Content, load_content
 from nurture.domain.people import Person
 from nurture.engine.assignment import Assigner
-from nurture.engine.dispatcher import DispatchReport
+from nurture.engine.dispatch_run import DispatchReport
 from nurture.engine.enrollment import enroll
 from nurture.engine.ports import ConsentRecord
 from nurture.services.events import record_event

@@ -8,7 +8,7 @@ import socket
 import ssl
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -47,12 +47,20 @@ class Faults:
     """Lower-cased address -> the reply to its RCPT, e.g. "550 5.1.1 No such user"."""
     data_actions: deque[str] = field(default_factory=deque)
     """Consumed one per DATA command: a reply line, or DROP; once empty, DATA succeeds."""
+    domain_replies: dict[str, str] = field(default_factory=dict)
+    """Lower-cased domain -> the reply to the RCPT of any address there."""
+    rcpt_by_domain: Counter[str] = field(default_factory=Counter)
+    """Every RCPT the server was given, by the address's domain (refused or not)."""
 
     def reject_sender(self, reply: str = "553 5.7.1 Sender address rejected") -> None:
         self.mail_reply = reply
 
     def reject_recipient(self, address: str, reply: str = "550 5.1.1 No such user") -> None:
         self.rcpt_replies[address.lower()] = reply
+
+    def defer_domain(self, domain: str, reply: str = "421 4.7.0 Try again later") -> None:
+        """Answer every recipient at `domain` as a destination slowing a sender down does."""
+        self.domain_replies[domain.lower()] = reply
 
     def fail_data(self, times: int, reply: str = "451 4.3.0 Try again later") -> None:
         self.data_actions.extend([reply] * times)
@@ -100,7 +108,10 @@ class _Handler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        reply = self._server.faults.rcpt_replies.get(address.lower())
+        faults = self._server.faults
+        domain = address.rpartition("@")[2].lower()
+        faults.rcpt_by_domain[domain] += 1
+        reply = faults.rcpt_replies.get(address.lower(), faults.domain_replies.get(domain))
         if reply is not None:
             return reply
         envelope.rcpt_tos.append(address)

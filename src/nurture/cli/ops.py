@@ -71,9 +71,11 @@ def cmd_config_check(settings: Settings, args: Any) -> int:
 
 
 def cmd_status(settings: Settings, args: Any) -> int:
+    from nurture.cli.sending_status import write_sending
     from nurture.clock import utcnow
     from nurture.store.database import ensure_migrated, make_engine
     from nurture.store.operations import heartbeats, queue_health, relay_activity
+    from nurture.store.sending import sending_report
 
     engine = make_engine(settings.database_url)
     ensure_migrated(engine)
@@ -81,6 +83,7 @@ def cmd_status(settings: Settings, args: Any) -> int:
     health = queue_health(engine, now)
     processes = heartbeats(engine)
     relays = relay_activity(engine, now - RELAY_PERIOD)
+    sending = sending_report(settings.relays, engine, now)
     if args.json:
         sys.stdout.write(json.dumps({
             "processes": [{"owner": p.owner, "last_tick_at": p.last_tick_at.isoformat(),
@@ -89,11 +92,13 @@ def cmd_status(settings: Settings, args: Any) -> int:
                           for p in processes],
             "due": health.due, "waiting": health.waiting,
             "oldest_due_at": health.oldest_due_at.isoformat() if health.oldest_due_at else None,
-            "deliveries": health.by_status, "relays_last_24h": relays}, indent=2) + "\n")
+            "deliveries": health.by_status, "relays_last_24h": relays, "sending": sending},
+            indent=2) + "\n")
         return 0
     if for_a_person():
         print_status(now, processes, health)
         _write_relays(relays)
+        write_sending(sending)
         return 0
     sys.stdout.write("scheduler processes:\n")
     for p in processes:
@@ -107,6 +112,7 @@ def cmd_status(settings: Settings, args: Any) -> int:
     sys.stdout.write("deliveries: " + ", ".join(f"{k}={v}" for k, v in sorted(
         health.by_status.items())) + "\n")
     _write_relays(relays)
+    write_sending(sending)
     return 0
 
 

@@ -24,10 +24,9 @@ SERVICES = ("mailcatcher", "scheduler", "web")
 
 def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
     from nurture.services.runtime import runtime_from
-    from nurture.smtp.factory import transport_from_settings
 
     runtime = runtime_from(settings)
-    dispatcher = runtime.dispatcher(transport_from_settings(settings, separate_process=True))
+    dispatcher = runtime.dispatcher(runtime.transport(separate_process=True))
     try:
         if args.next:
             return _dispatch_next(runtime, dispatcher, args)

@@ -239,7 +239,8 @@ def _render(claim: ClaimedDelivery, content: Content, sequence: Sequence, step: 
         return _retry(claim, now, None, f"render error: {type(error).__name__}", content.version,
                       policy)
     message = OutgoingMessage(envelope_from=letterhead.envelope_from,
-                              recipients=(subscriber.email,), data=data, message_id=message_id)
+                              recipients=(subscriber.email,), data=data, message_id=message_id,
+                              at=now)
     return MessageToSend(claim, sequence, profile, message, content.version)
 
 
@@ -264,6 +265,11 @@ def _answered(sent: MessageToSend, result: SendResult, policy: DispatchPolicy,
                        end_enrollment=EnrollmentStatus.EXITED if claim.enrollment else None,
                        end_reason="bounced" if claim.enrollment else None,
                        suppress_reason=f"hard bounce {result.code}")
+    if result.error_kind is SendErrorKind.LIMITED:
+        # Not tried: held, like a pause, until a relay's limit lets it go.
+        return Outcome(claim.id, DeliveryStatus.QUEUED, now,
+                       due_at=now + timedelta(seconds=result.retry_in or 60.0),
+                       error=result.message)
     if result.error_kind is SendErrorKind.CONNECTION:
         log.warning("smtp connection failed", extra={"delivery": str(claim.id)})
         return Outcome(claim.id, DeliveryStatus.DEFERRED, now,

@@ -2,23 +2,23 @@
 collect the relay's replies, record the outcomes, release what was not sent.
 
 What to do with each claimed delivery is decided in `decisions`; how many messages may wait for the
-relay is `pacing`'s; the breaker and rate limit are the `throttle`'s."""
+relay is `pacing`'s; the breaker and rate limit are the `throttle`'s; how fast each destination
+domain group is sent to is the `destinations` pacer's."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from uuid import UUID
 
 from nurture.content.library import Content
 from nurture.engine.assignment import Assigner
 from nurture.engine.decisions import Letterhead, MessageToSend, decide, outcome_of_send, with_live
-from nurture.engine.pacing import Pace
+from nurture.engine.destinations import HELD_BY_PACING, DestinationPacer
+from nurture.engine.dispatch_run import Batch, DispatchReport, InFlight, Run, RunClock
 from nurture.engine.policy import DispatchPolicy
 from nurture.engine.ports import (
     ClaimedDelivery,
@@ -28,102 +28,13 @@ from nurture.engine.ports import (
     Outcome,
     Transport,
 )
-from nurture.engine.sending import BatchSender, PendingReply
+from nurture.engine.sending import BatchSender
 from nurture.engine.throttle import Throttle, ThrottleSettings
 from nurture.engine.tokens import LinkMaker
 from nurture.rendering.types import Brand
+from nurture.setting_values import DomainGroup
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class DispatchReport:
-    claimed: int = 0
-    sent: int = 0
-    skipped: int = 0
-    held: int = 0
-    deferred: int = 0
-    failed: int = 0
-    bounced: int = 0
-    released: int = 0
-    lease_lost: int = 0
-
-    def add(self, other: DispatchReport) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-
-    def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    def count(self, outcome: Outcome) -> None:
-        if outcome.status is DeliveryStatus.QUEUED:
-            self.held += 1
-        else:
-            name = outcome.status.value
-            setattr(self, name, getattr(self, name) + 1)
-
-
-@dataclass
-class _Batch:
-    """The rows of one claim: the time and content they are handled with, and their report."""
-
-    now: datetime
-    """The claim's time: plans and retries count from it, so schedules do not drift by how long
-    a run takes."""
-    content: Content
-    letterhead: Letterhead
-    report: DispatchReport
-    open: int
-    """Rows without an outcome yet; once none is, the next record holds the last of them and
-    the batch is logged."""
-
-
-@dataclass(frozen=True)
-class _InFlight:
-    message: MessageToSend
-    batch: _Batch
-    handed_at: float
-    reply: PendingReply
-
-
-@dataclass(frozen=True)
-class _RunClock:
-    """Times within a run: its `now` moved on by the monotonic clock."""
-
-    start: datetime
-    started: float
-    monotonic: Callable[[], float]
-
-    def at(self, moment: float) -> datetime:
-        return self.start + timedelta(seconds=moment - self.started)
-
-    def now(self) -> datetime:
-        return self.at(self.monotonic())
-
-
-@dataclass
-class _Run:
-    """One run's progress: claimed rows not yet handed over, messages with the relay, outcomes not
-    yet recorded, the batches not yet logged, and the last re-read of the rows' state."""
-
-    clock: _RunClock
-    max_batches: int
-    recheck_every: float
-    """Seconds between re-reads of the pending rows' state (the policy's re-check interval)."""
-    ahead: float
-    """Seconds of the relay's time the messages waiting in the sender may hold."""
-    pending: deque[tuple[ClaimedDelivery, _Batch]] = field(default_factory=deque)
-    in_flight: deque[_InFlight] = field(default_factory=deque)
-    unrecorded: list[Outcome] = field(default_factory=list)
-    batches: list[_Batch] = field(default_factory=list)
-    claims: int = 0
-    more: bool = True
-    """The last claim came back full: more rows may be due."""
-    live: dict[UUID, LiveState] = field(default_factory=dict)
-    checked_at: float | None = None
-    """When `live` was read; None: the rows pending were claimed since, and are read again."""
-    pace: Pace = field(default_factory=Pace)
-    report: DispatchReport = field(default_factory=DispatchReport)
 
 
 @dataclass
@@ -147,6 +58,7 @@ class Dispatcher:
     winners: Callable[[], Mapping[str, str]] = dict
     """The experiments' declared winners, read before each claim that may assign."""
     count_clicks: bool = False
+    pacer: DestinationPacer = field(default_factory=DestinationPacer)
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def request_stop(self) -> None:
@@ -181,7 +93,7 @@ class Dispatcher:
 
     def _run(self, now: datetime, max_batches: int) -> DispatchReport:
         policy = self.policy
-        run = _Run(_RunClock(now, self.monotonic(), self.monotonic), max_batches,
+        run = Run(RunClock(now, self.monotonic(), self.monotonic), max_batches,
                    recheck_every=policy.recheck_interval.total_seconds(),
                    # What waits in the sender was re-checked before it was handed over: it may
                    # hold no more of the relay's time than the re-check interval allows.
@@ -194,7 +106,7 @@ class Dispatcher:
             self._settle(run)
         return run.report
 
-    def _work(self, run: _Run) -> None:
+    def _work(self, run: Run) -> None:
         """Claim and handle rows until none is due, `max_batches` claims are made, or the run
         must stop; whatever is left is released by the caller.
 
@@ -210,7 +122,7 @@ class Dispatcher:
                 raise
             self._finish_in_flight(run, raise_errors=True)
 
-    def _feed(self, run: _Run, sender: BatchSender) -> None:
+    def _feed(self, run: Run, sender: BatchSender) -> None:
         """Hand claimed rows to the sender, claiming more as they run out, until none is left or
         the run must stop."""
         while not self.stopping:
@@ -220,7 +132,7 @@ class Dispatcher:
             elif run.claims >= run.max_batches or not run.more or not self._claim(run):
                 return
 
-    def _next(self, run: _Run, sender: BatchSender) -> bool:
+    def _next(self, run: Run, sender: BatchSender) -> bool:
         """Give the first pending row its outcome, or hand its message to the sender; False when
         the run must stop."""
         claim, batch = run.pending[0]
@@ -232,8 +144,18 @@ class Dispatcher:
             batch.open -= 1
             log.warning("lease lost before sending", extra={"delivery": str(claim.id)})
             return True
-        decided = decide(with_live(claim, state), batch.content, self.policy, batch.letterhead,
-                         batch.now)
+        group = self.pacer.group_of(claim.subscriber.email)
+        # A destination that asked us to slow down: held before anything is rendered for it.
+        held = self._held(run, claim, group) if self.pacer.backing_off(group, self.monotonic()) \
+            else None
+        decided = held or decide(with_live(claim, state), batch.content, self.policy,
+                                 batch.letterhead, batch.now)
+        if isinstance(decided, MessageToSend):
+            # A group with its window of messages with the relay waits for the earliest of them.
+            while self.pacer.full(group) and run.in_flight:
+                if not self._collect(run, run.in_flight.popleft()) or self.stopping:
+                    return False
+            decided = self._held(run, claim, group) or decided
         if isinstance(decided, Outcome):
             run.pending.popleft()
             self._add(run, batch, decided)
@@ -241,14 +163,39 @@ class Dispatcher:
         if not self._may_send(run):
             return False
         run.pending.popleft()
-        run.in_flight.append(_InFlight(decided, batch, self.monotonic(),
-                                       sender.submit(decided.message)))
+        self.pacer.handed_over(group)
+        run.in_flight.append(InFlight(decided, batch, self.monotonic(),
+                                       sender.submit(decided.message), group))
         while len(run.in_flight) > run.pace.window(run.ahead):
             if not self._collect(run, run.in_flight.popleft()):
                 return False  # the relay is unreachable: leave the rest for the next tick
         return True
 
-    def _live_state(self, run: _Run, claim: ClaimedDelivery) -> LiveState | None:
+    def _held(self, run: Run, claim: ClaimedDelivery, group: DomainGroup) -> Outcome | None:
+        """None when a message may go to its destination group now; else the outcome that holds
+        it back, unattempted (the group deferred us, or its rate is spent), while the rest of
+        the queue moves on."""
+        now = run.clock.now()
+        wait, why = self.pacer.held_for(group, self.monotonic(), now)
+        if wait <= 0:
+            return None
+        return Outcome(claim.id, DeliveryStatus.QUEUED, now, due_at=now + timedelta(seconds=wait),
+                       error=f"{HELD_BY_PACING}{why}")
+
+    def _hold_destination(self, run: Run, group: DomainGroup, until: datetime) -> None:
+        """Move the group's waiting deliveries past its hold, so no claim brings them back
+        before; the ones already claimed are held one by one (`_held`)."""
+        reason = f"{HELD_BY_PACING}{group.name} asked us to slow down"
+        try:
+            moved = self.store.hold_destination(sorted(group.domains), until=until, reason=reason)
+        except Exception as error:  # they are held as they are claimed instead
+            log.warning("could not hold a destination's deliveries",
+                        extra={"group": group.name, "error_type": type(error).__name__})
+            return
+        log.info("destination held", extra={"group": group.name, "until": until.isoformat(),
+                                            "moved": moved})
+
+    def _live_state(self, run: Run, claim: ClaimedDelivery) -> LiveState | None:
         """The row's consent and enrollment state, re-read every re-check interval; None when
         this process no longer holds its lease."""
         checked_at = run.checked_at
@@ -263,7 +210,7 @@ class Dispatcher:
                                           now=run.clock.now(), lease=self.policy.lease)
         return run.live.get(claim.id)
 
-    def _may_send(self, run: _Run) -> bool:
+    def _may_send(self, run: Run) -> bool:
         """Ask the throttle; False when the breaker is open, or a stop came during a rate-limit
         wait."""
         if self.throttle.gate(lambda: self.stopping):
@@ -274,7 +221,7 @@ class Dispatcher:
             return False
         return self.throttle.gate(lambda: self.stopping)
 
-    def _claim(self, run: _Run) -> bool:
+    def _claim(self, run: Run) -> bool:
         """Claim the next batch into `run.pending`; False when none is due or the relay's
         breaker opened since the last claim."""
         if run.claims and not self.throttle.ready():
@@ -297,13 +244,13 @@ class Dispatcher:
         if not claims:
             return False
         letterhead = Letterhead(self.brand, self.links, self.message_id_domain, self.count_clicks)
-        batch = _Batch(now, content, letterhead, DispatchReport(claimed=len(claims)), len(claims))
+        batch = Batch(now, content, letterhead, DispatchReport(claimed=len(claims)), len(claims))
         run.batches.append(batch)
         run.pending.extend((claim, batch) for claim in claims)
         run.checked_at = None  # an unsubscribe may land between the claim and the send
         return True
 
-    def _collect(self, run: _Run, item: _InFlight) -> bool:
+    def _collect(self, run: Run, item: InFlight) -> bool:
         """Wait for one send's reply and add its outcome; False when the run must stop (the
         relay is unreachable, or the message was not attempted)."""
         try:
@@ -313,8 +260,13 @@ class Dispatcher:
             # forever for the outcome of its trial, and the row goes back to be released.
             if self.throttle.breaker is not None:
                 self.throttle.breaker.record_failure()
+            self.pacer.answered(item.group, None, self.monotonic())
             run.pending.appendleft((item.message.claim, item.batch))
             raise
+        hold_ends = self.pacer.answered(item.group, reply.result if reply is not None else None,
+                                        reply.at if reply is not None else self.monotonic())
+        if hold_ends is not None:
+            self._hold_destination(run, item.group, run.clock.at(hold_ends))
         if reply is None:
             run.pending.appendleft((item.message.claim, item.batch))
             return False
@@ -327,13 +279,13 @@ class Dispatcher:
         self._add(run, item.batch, outcome)
         return not (outcome.status is DeliveryStatus.DEFERRED and outcome.error == "connection")
 
-    def _collect_all(self, run: _Run) -> bool:
+    def _collect_all(self, run: Run) -> bool:
         reachable = True
         while run.in_flight:
             reachable = self._collect(run, run.in_flight.popleft()) and reachable
         return reachable
 
-    def _finish_in_flight(self, run: _Run, *, raise_errors: bool) -> None:
+    def _finish_in_flight(self, run: Run, *, raise_errors: bool) -> None:
         """Every message handed to the sender gets its outcome, even when the run ends on an
         error: a message that went out and is not recorded would go out again after the lease."""
         first_error: BaseException | None = None
@@ -345,12 +297,12 @@ class Dispatcher:
         if first_error is not None and raise_errors:
             raise first_error
 
-    def _add(self, run: _Run, batch: _Batch, outcome: Outcome) -> None:
+    def _add(self, run: Run, batch: Batch, outcome: Outcome) -> None:
         run.unrecorded.append(outcome)
         batch.open -= 1
         batch.report.count(outcome)
 
-    def _record(self, run: _Run) -> None:
+    def _record(self, run: Run) -> None:
         unrecorded = run.unrecorded
         if unrecorded:
             self._retrying("record", lambda: self.store.record(unrecorded, owner=self.owner))
@@ -360,7 +312,7 @@ class Dispatcher:
         for batch in finished:
             self._close(run, batch)
 
-    def _settle(self, run: _Run) -> None:
+    def _settle(self, run: Run) -> None:
         self._record(run)
         if run.pending:
             unsent = [claim.id for claim, _ in run.pending]
@@ -372,7 +324,7 @@ class Dispatcher:
         for batch in list(run.batches):
             self._close(run, batch)
 
-    def _close(self, run: _Run, batch: _Batch) -> None:
+    def _close(self, run: Run, batch: Batch) -> None:
         run.batches.remove(batch)
         run.report.add(batch.report)
         log.info("dispatch batch", extra={"owner": self.owner, **batch.report.as_dict()})

@@ -214,6 +214,13 @@ class DeliveryStore(Protocol):
         """Return `sending` rows whose lease expired (their process died) to the queue."""
         ...
 
+    def hold_destination(self, domains: Seq[str], *, until: datetime, reason: str) -> int:
+        """Move the waiting (queued or deferred) deliveries to addresses at `domains` that fall
+        due before `until` to `until`, with `reason` as their last error, unattempted: a
+        destination that asked us to slow down is not claimed again until then. Returns how many
+        moved."""
+        ...
+
     def recheck(
         self, delivery_ids: Seq[UUID], *, owner: str, now: datetime, lease: timedelta
     ) -> dict[UUID, LiveState]:
@@ -290,6 +297,7 @@ class SendErrorKind(StrEnum):
     TEMPORARY = "temporary"  # 4xx: try again later
     PERMANENT = "permanent"  # 5xx for this recipient: hard bounce
     CONNECTION = "connection"  # refused, dropped, timed out: nothing was decided
+    LIMITED = "limited"  # no relay may take it yet (a relay's hourly or daily limit): not tried
 
 
 @dataclass(frozen=True)
@@ -300,6 +308,8 @@ class SendResult:
     error_kind: SendErrorKind | None = None
     relay: str | None = None
     """The name of the relay that gave this answer, where several are configured."""
+    retry_in: float | None = None
+    """LIMITED: seconds until a relay may take it."""
 
 
 @dataclass(frozen=True)
@@ -309,6 +319,9 @@ class OutgoingMessage:
     data: bytes
     message_id: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    at: datetime | None = None
+    """The instant it is sent as of, on the run's clock (its Date): a relay's daily cap counts
+    the sends of this UTC day. None: now."""
 
 
 class Transport(Protocol):

@@ -8,7 +8,7 @@ import math
 import time
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from nurture.engine.throttle import MAX_NAP_SECONDS, Clock, ShouldStop, Sleep
 
@@ -33,11 +33,30 @@ class Bucket:
         return cls(name, total / seconds, max(1.0, math.ceil(total / 25)))
 
 
+@dataclass(frozen=True)
+class DayCap:
+    """At most `limit` sends on the day numbered `day` (a date's ordinal); the count starts
+    again on another day."""
+
+    name: str
+    day: int
+    limit: int
+
+
+class Grant(NamedTuple):
+    granted: int
+    wait: float
+    """When none was granted: seconds until a bucket would have one more (0 when a day cap
+    stands in the way: that wait is the caller's to reckon)."""
+    left_today: int | None = None
+    """What the day caps leave after this take (the lowest); None without a cap."""
+
+
 class TokenStore(Protocol):
-    def take(self, buckets: Seq[Bucket], wanted: int, now: float) -> tuple[int, float]:
-        """Atomically take up to `wanted` tokens from every bucket alike, refilled up to `now`
-        (seconds of the wall clock): (tokens granted, seconds until one more would be there,
-        when none was granted)."""
+    def take(self, buckets: Seq[Bucket], wanted: int, now: float, *,
+             caps: Seq[DayCap] = ()) -> Grant:
+        """Atomically take up to `wanted` tokens from every bucket and cap alike, the buckets
+        refilled up to `now` (seconds of the wall clock)."""
         ...
 
 
@@ -65,13 +84,13 @@ class SharedRateLimiter:
             if self._local > 0 and now - self._taken_at <= LOCAL_TOKENS_LIVE:
                 self._local -= 1
                 return True
-            granted, wait = self._store.take(self.buckets, self._block, now)
-            if granted > 0:
-                self._local, self._taken_at = granted - 1, now
+            grant = self._store.take(self.buckets, self._block, now)
+            if grant.granted > 0:
+                self._local, self._taken_at = grant.granted - 1, now
                 return True
             if should_stop():
                 return False
-            self._sleep(min(max(wait, 0.001), MAX_NAP_SECONDS))
+            self._sleep(min(max(grant.wait, 0.001), MAX_NAP_SECONDS))
 
     def sends_within(self, seconds: float) -> int:
         """How many sends the deployment's limits allow in `seconds` (at least 1)."""

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from nurture.engine.ports import SendErrorKind, SendResult
+from nurture.engine.replies import destination_deferral
 
 log = logging.getLogger(__name__)
 
@@ -302,8 +303,13 @@ class Throttle:
         """Tell the breaker how a send went."""
         if self.breaker is None:
             return
-        # A permanent refusal is an answer about the recipient from a relay that works.
-        if result.ok or result.error_kind is SendErrorKind.PERMANENT:
+        # A permanent refusal is an answer about the recipient from a relay that works, and so
+        # is a destination's request to slow down (4.7.x): the pacing of that destination
+        # answers it. A message no relay's limits let through was not tried.
+        if result.error_kind is SendErrorKind.LIMITED:
+            return
+        if (result.ok or result.error_kind is SendErrorKind.PERMANENT
+                or destination_deferral(result)):
             self.breaker.record_success()
         else:
             self.breaker.record_failure()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
+from nurture.engine.destinations import DestinationPacer
 from nurture.engine.ports import Answer, OutgoingMessage, PipelinedTransport, SendResult, Transport
 from nurture.engine.throttle import BreakerState
 from nurture.smtp.failover import FailoverTransport, Relay
@@ -42,11 +45,21 @@ class SchedulerMetrics:
                                  "Messages a relay could not take, moved to another relay",
                                  ["relay"], registry=self.registry)
 
+        self.relay_left_today = Gauge("nurture_relay_left_today",
+                                      "What a relay's daily cap leaves for today, as this process "
+                                      "last saw it", ["relay"], registry=self.registry)
+
     def watch_relays(self, transport: FailoverTransport) -> None:
-        """Each relay's breaker and moves, read when the metrics are scraped."""
+        """Each relay's breaker, moves and daily budget, read when the metrics are scraped."""
         for relay in transport.relays:
             self.relay_breaker.labels(relay=relay.name).set_function(_breaker_open(relay))
             self.relay_moved.labels(relay=relay.name).set_function(_moved(relay))
+            if relay.budget is not None and relay.budget.limits.capped:
+                self.relay_left_today.labels(relay=relay.name).set_function(_left_today(relay))
+
+    def watch_destinations(self, pacer: DestinationPacer) -> None:
+        """The pacing of each destination group sent to, read when the metrics are scraped."""
+        self.registry.register(_PacingCollector(pacer))
 
 
 def _breaker_open(relay: Relay) -> Callable[[], float]:
@@ -55,6 +68,34 @@ def _breaker_open(relay: Relay) -> Callable[[], float]:
 
 def _moved(relay: Relay) -> Callable[[], float]:
     return lambda: float(relay.failed_over)
+
+
+def _left_today(relay: Relay) -> Callable[[], float]:
+    def left() -> float:
+        value = relay.budget.left_today if relay.budget is not None else None
+        return float("nan") if value is None else float(value)
+    return left
+
+
+class _PacingCollector(Collector):
+    def __init__(self, pacer: DestinationPacer) -> None:
+        self._pacer = pacer
+
+    def collect(self) -> Iterator[Metric]:
+        window = GaugeMetricFamily("nurture_destination_window",
+                                   "Messages a destination group may have with the relay at once "
+                                   "(falls to 1 when it defers us)", labels=["group"])
+        held = GaugeMetricFamily("nurture_destination_held_seconds",
+                                 "Seconds a destination group stays held after deferring us",
+                                 labels=["group"])
+        deferrals = CounterMetricFamily("nurture_destination_deferrals",
+                                        "4.7.x deferrals heard from a destination group",
+                                        labels=["group"])
+        for view in self._pacer.view(time.monotonic()):
+            window.add_metric([view.group], view.window)
+            held.add_metric([view.group], view.held_for)
+            deferrals.add_metric([view.group], view.deferrals)
+        yield from (window, held, deferrals)
 
 
 class MeteredTransport:

@@ -11,13 +11,16 @@ from sqlalchemy.engine import Engine
 from nurture.config import Settings
 from nurture.content.library import ContentHolder
 from nurture.engine.assignment import Assigner
+from nurture.engine.destinations import DestinationPacer
 from nurture.engine.dispatcher import Dispatcher
 from nurture.engine.policy import DispatchPolicy
 from nurture.engine.ports import Transport
+from nurture.engine.relay_limits import Budget
 from nurture.engine.shared_rate import Bucket, SharedRateLimiter
 from nurture.engine.throttle import Throttle, ThrottleSettings
 from nurture.engine.tokens import LinkMaker, TokenSigner
 from nurture.rendering.types import Brand
+from nurture.setting_values import RelayLimits
 from nurture.smtp.factory import transport_from_settings
 from nurture.store.database import ensure_migrated, make_engine
 from nurture.store.experiments import declared_winners
@@ -85,10 +88,25 @@ class Runtime:
     store: SqlStore
     content: ContentHolder
 
+    def transport(self, *, separate_process: bool = False) -> Transport:
+        """The relays' transport, with their limits kept in this deployment's database."""
+        return transport_from_settings(self.settings, separate_process=separate_process,
+                                       tokens=SqlTokenStore(self.engine))
+
+    def pacer(self) -> DestinationPacer:
+        """The destination groups of the relays file (or the defaults), their rates kept in
+        this deployment's database."""
+        groups = self.settings.relays.destinations
+        tokens = SqlTokenStore(self.engine)
+        return DestinationPacer(groups, {
+            group.name: Budget(f"destination:{group.name}", RelayLimits(per_second=group.per_second),
+                               tokens)
+            for group in groups if group.per_second is not None})
+
     def dispatcher(self, transport: Transport | None = None, owner: str | None = None) -> Dispatcher:
         return Dispatcher(
             store=self.store,
-            transport=transport or transport_from_settings(self.settings),
+            transport=transport or self.transport(),
             content=self.content,
             brand=brand_from(self.settings),
             links=links_from(self.settings),
@@ -99,6 +117,7 @@ class Runtime:
             assigner=Assigner(self.settings.secret_key),
             winners=lambda: declared_winners(self.engine),
             count_clicks=self.settings.click_counting,
+            pacer=self.pacer(),
         )
 
 

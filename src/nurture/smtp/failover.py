@@ -3,15 +3,22 @@ or by weight), each relay has its own circuit breaker, and a message a relay cou
 lost connection, a 421) moves to the next healthy relay at once, in the order it was handed over.
 
 A refusal of the recipient (5xx) is an answer about the address and is never tried elsewhere; any
-other 4xx is left to the dispatcher's retries. A relay whose breaker opened gets one trial message
-after its cooldown, and is used again once that trial goes through."""
+other 4xx is left to the dispatcher's retries, and a destination's request to slow down (4.7.x)
+to its pacing. A relay whose breaker opened gets one trial message after its cooldown, and is
+used again once that trial goes through.
+
+A relay with limits takes its tokens from the deployment's budget before each message: a short
+wait (its rate) is waited for; a long one (an hourly or daily budget spent) passes the message to
+the next relay, and when no relay may take it, its answer is LIMITED, with when one may."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from nurture.engine.ports import (
@@ -22,6 +29,8 @@ from nurture.engine.ports import (
     SendResult,
     Transport,
 )
+from nurture.engine.relay_limits import HELD_BY_RELAYS, NOW, SHORT_WAIT, Availability, Budget
+from nurture.engine.replies import destination_deferral
 from nurture.engine.throttle import BreakerState, CircuitBreaker
 from nurture.relay_settings import Strategy
 
@@ -33,8 +42,10 @@ _PENDING: Final = object()
 
 
 def relay_trouble(result: SendResult) -> bool:
-    """The relay, not the message, failed: the message may go to another relay."""
-    return result.error_kind is SendErrorKind.CONNECTION or result.code == CLOSING
+    """The relay, not the message, failed: the message may go to another relay. A 4.7.x is the
+    destination's request to slow down, which another relay would hear too."""
+    return result.error_kind is SendErrorKind.CONNECTION or (
+        result.code == CLOSING and not destination_deferral(result))
 
 
 @dataclass(eq=False)
@@ -53,6 +64,10 @@ class Relay:
     """For weighted shares (smooth weighted round robin)."""
     sent: int = 0
     failed_over: int = 0
+    budget: Budget | None = None
+    """Its limits, kept for the whole deployment; None: none."""
+    limited: str = ""
+    """Why it last could not take a message (a spent budget), for status."""
 
 
 @dataclass(eq=False)
@@ -61,17 +76,23 @@ class _Ticket:
     relay: Relay | None
     tried: set[str] = field(default_factory=set)
     answer: object = _PENDING
+    held: Availability | None = None
+    """No relay's limits let it through: how long until one may."""
 
 
 class FailoverTransport:
     """A `PipelinedTransport` over named relays, with `strategy` between them."""
 
-    def __init__(self, relays: Sequence[Relay], strategy: Strategy) -> None:
+    def __init__(self, relays: Sequence[Relay], strategy: Strategy, *,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         if not relays:
             raise ValueError("at least one relay is needed")
         self.relays = list(relays)
         self.strategy = strategy
         self._order: deque[_Ticket] = deque()
+        self._sleep = sleep
+        self._clock = clock
 
     @property
     def where(self) -> str:
@@ -88,7 +109,7 @@ class FailoverTransport:
     def begin(self, message: OutgoingMessage) -> None:
         ticket = _Ticket(message, None)
         self._order.append(ticket)
-        self._hand_to(ticket, self._pick(ticket.tried))
+        self._hand_to(ticket, self._pick(ticket))
 
     def finish(self) -> Answer | None:
         """The answer for the earliest message begun, after whatever moves between relays it
@@ -99,14 +120,15 @@ class FailoverTransport:
         while True:
             relay = ticket.relay
             if relay is None:
-                return Answer(_nowhere(ticket), 0.0)
+                return Answer(_nowhere(ticket) if ticket.held is None
+                              else _held(ticket.held, self._at(ticket)), 0.0)
             answer = self._read(ticket, relay)
             if answer is not None and not relay_trouble(answer.result):
                 relay.breaker.record_success()
                 relay.sent += answer.result.ok
                 return Answer(replace(answer.result, relay=relay.name), answer.age)
             self._down(relay, answer)
-            following = self._pick(ticket.tried)
+            following = self._pick(ticket)
             if following is None:
                 result = answer.result if answer is not None else _nowhere(ticket)
                 return Answer(replace(result, relay=relay.name),
@@ -156,13 +178,46 @@ class FailoverTransport:
         if relay.breaker.state is not BreakerState.OPEN:
             relay.breaker.record_failure()
 
-    def _pick(self, tried: set[str]) -> Relay | None:
-        """The relay for the next message: the first healthy one (failover), or by weight among
-        the healthy ones; a relay past its cooldown gets its one trial message."""
+    def _at(self, ticket: _Ticket) -> datetime:
+        return ticket.message.at or self._clock()
+
+    def _pick(self, ticket: _Ticket) -> Relay | None:
+        """The relay for the message, in order of preference (`_preferred`), among those whose
+        limits let it through: one whose rate asks a short wait is waited for; one whose budget
+        is spent for longer is passed over. None: no relay may take it (`ticket.held` says when
+        one may, if limits are why)."""
+        at = self._at(ticket)
+        held: list[tuple[float, str]] = []
+        for relay in self._preferred(ticket.tried):
+            available = self._admits(relay, at)
+            if available.wait > 0:
+                held.append((available.wait, f"{relay.name}: {available.why}"))
+            elif relay.breaker.allow():
+                return relay
+        if held:
+            ticket.held = Availability(min(wait for wait, _ in held),
+                                       "; ".join(why for _, why in held))
+        return None
+
+    def _admits(self, relay: Relay, at: datetime) -> Availability:
+        """NOW (a token taken) when the relay's limits let a message through, after waiting for
+        its rate if that is short; else how long until they would."""
+        if relay.budget is None:
+            return NOW
+        while True:
+            available = relay.budget.take(at)
+            if available.wait <= 0 or available.wait > SHORT_WAIT:
+                relay.limited = available.why
+                return available
+            self._sleep(available.wait)
+
+    def _preferred(self, tried: set[str]) -> list[Relay]:
+        """The healthy relays not tried for this message: in order (failover), or the one whose
+        turn it is by weight first; a relay past its cooldown is among them for its trial."""
         healthy = [relay for relay in self.relays if relay.name not in tried
                    and relay.breaker.ready()]
         if not healthy:
-            return None
+            return []
         if self.strategy is Strategy.WEIGHTED:
             total = sum(relay.weight for relay in healthy)
             for relay in healthy:
@@ -170,10 +225,14 @@ class FailoverTransport:
             chosen = max(healthy, key=lambda relay: relay.credit)
             chosen.credit -= total
             healthy = [chosen, *[relay for relay in healthy if relay is not chosen]]
-        for relay in healthy:
-            if relay.breaker.allow():
-                return relay
-        return None
+        return healthy
+
+
+def _held(held: Availability, at: datetime) -> SendResult:
+    until = (at + timedelta(seconds=held.wait)).astimezone(UTC)
+    return SendResult(ok=False, message=f"{HELD_BY_RELAYS}{until:%Y-%m-%d %H:%M:%S} UTC: no relay may "
+                      f"take it before ({held.why})", error_kind=SendErrorKind.LIMITED,
+                      retry_in=held.wait)
 
 
 def _nowhere(ticket: _Ticket) -> SendResult:

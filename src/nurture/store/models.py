@@ -252,6 +252,8 @@ class SchedulerHeartbeat(Base):
     sent: Mapped[int] = mapped_column(Integer, default=0)
     content_version: Mapped[str | None] = mapped_column(String(128))
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sending_state: Mapped[str | None] = mapped_column(Text)
+    """JSON: this process's relays (breaker state) and destination pacing, as of its last tick."""
 
 
 scheduler_heartbeat_table: Final = cast(Table, SchedulerHeartbeat.__table__)
@@ -274,12 +276,13 @@ click_count_table: Final = cast(Table, ClickCount.__table__)
 
 
 class SendBudget(Base):
-    """One token bucket of the deployment's sending limits (per second, per minute): the tokens
-    left when it was last taken from, and when (seconds of the wall clock)."""
+    """One token bucket of the deployment's sending limits (per second, minute, hour; the whole
+    deployment's, a relay's or a destination's): the tokens left when it was last taken from,
+    and when (seconds of the wall clock). A daily cap's row: the day's sends, and the day."""
 
     __tablename__ = "send_budget"
 
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
     tokens: Mapped[float] = mapped_column(Float)
     updated: Mapped[float] = mapped_column(Float)
 

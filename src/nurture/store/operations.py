@@ -34,19 +34,19 @@ PURGE_REPORT_EVERY = 500
 
 
 def beat(engine: Engine, owner: str, *, now: datetime, sent: int, content_version: str | None,
-         started_at: datetime) -> None:
+         started_at: datetime, sending_state: str | None = None) -> None:
     with engine.begin() as conn:
         updated = conn.execute(
             update(scheduler_heartbeat_table)
             .where(scheduler_heartbeat_table.c.owner == owner)
             .values(last_tick_at=now, ticks=scheduler_heartbeat_table.c.ticks + 1,
                     sent=scheduler_heartbeat_table.c.sent + sent, content_version=content_version,
-                    stopped_at=None)
+                    stopped_at=None, sending_state=sending_state)
         ).rowcount
         if not updated:
             conn.execute(scheduler_heartbeat_table.insert().values(
                 owner=owner, started_at=started_at, last_tick_at=now, ticks=1, sent=sent,
-                content_version=content_version, stopped_at=None))
+                content_version=content_version, stopped_at=None, sending_state=sending_state))
 
 
 def mark_stopped(engine: Engine, owner: str, now: datetime) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,45 @@ def test_relay_counters_and_breakers(smtp_server: Any) -> None:
     assert samples[("nurture_relay_breaker_open", (("relay", "a"),))] == 1
     assert samples[("nurture_relay_breaker_open", (("relay", "b"),))] == 0
     assert samples[("nurture_relay_moved_away", (("relay", "a"),))] == 1
+
+
+def test_a_relay_s_day_left_and_the_destinations_paced(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from prometheus_client import generate_latest
+
+    from nurture.engine.destinations import DestinationPacer
+    from nurture.engine.ports import SendErrorKind, SendResult
+    from nurture.engine.relay_limits import Budget
+    from nurture.engine.throttle import CircuitBreaker
+    from nurture.relay_settings import Strategy
+    from nurture.setting_values import RelayLimits
+    from nurture.smtp.failover import FailoverTransport, Relay, as_pipelined
+    from nurture.store.database import make_engine, upgrade
+    from nurture.store.sql.tokens import SqlTokenStore
+
+    url = f"sqlite:///{tmp_path / 'metrics.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    budget = Budget("relay:a", RelayLimits(per_day=10), SqlTokenStore(engine))
+    relay = Relay("a", as_pipelined(SmtpTransport(parse_smtp_url("smtp://127.0.0.1:1"), timeout=5)),
+                  CircuitBreaker(failures=1, name="a"), budget=budget)
+    pacer = DestinationPacer()
+    metrics = SchedulerMetrics()
+    metrics.watch_relays(FailoverTransport([relay], Strategy.FAILOVER))
+    metrics.watch_destinations(pacer)
+    for _ in range(3):
+        budget.take(datetime(2026, 12, 2, 12, tzinfo=UTC))
+    gmail = pacer.group_of("ana@gmail.com")
+    pacer.handed_over(gmail)
+    pacer.answered(gmail, SendResult(ok=False, code=421, message="4.7.0 Try again later",
+                                     error_kind=SendErrorKind.TEMPORARY), time.monotonic())
+    samples = _samples(generate_latest(metrics.registry).decode())
+    engine.dispose()
+    assert samples[("nurture_relay_left_today", (("relay", "a"),))] == 7
+    assert samples[("nurture_destination_window", (("group", "gmail"),))] == 1
+    assert 0 < samples[("nurture_destination_held_seconds", (("group", "gmail"),))] <= 1
+    assert samples[("nurture_destination_deferrals_total", (("group", "gmail"),))] == 1
 
 
 def test_signed_feedback_webhook_suppresses_and_refuses_forgeries(

@@ -1,20 +1,27 @@
 """Several relays behind one transport, against real SMTP servers and real relay processes: a
-relay down from the start, one that dies mid-run and comes back, a 421, a recipient refused, and
-shares by weight. The breakers' cooldowns run on a clock the test moves."""
+relay down from the start, one that dies mid-run and comes back, a 421, a destination's 4.7.x
+deferral, a recipient refused, shares by weight, and daily caps that pass messages on and then
+hold them. The breakers' cooldowns run on a clock the test moves."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from nurture.engine.ports import SendErrorKind, SendResult
+from nurture.engine.relay_limits import Budget, relay_key
 from nurture.engine.throttle import BreakerState, CircuitBreaker
 from nurture.relay_settings import Strategy
-from nurture.setting_values import parse_smtp_url
+from nurture.setting_values import RelayLimits, parse_smtp_url
 from nurture.smtp.failover import FailoverTransport, Relay
 from nurture.smtp.relay_process import ProcessTransport
+from nurture.store.database import make_engine, upgrade
+from nurture.store.sql.tokens import SqlTokenStore
 from tests.integration.smtp.test_relay_process import message
 from tests.support.ports import free_port
 from tests.support.smtp import RecordingSmtpServer
@@ -144,3 +151,65 @@ def test_weighted_relays_share_by_weight(smtp_server: RecordingSmtpServer,
         transport.close()
     assert all(result.ok for result in results)
     assert Counter(result.relay for result in results) == Counter({"a": 300, "b": 100})
+
+
+def test_a_destination_s_request_to_slow_down_stays_with_its_relay(
+        smtp_server: RecordingSmtpServer, second_server: RecordingSmtpServer) -> None:
+    clock = Clock()
+    a, b = smtp_server, second_server
+    a.faults.defer_domain("gmail.com")
+    transport = FailoverTransport([relay("a", a.url, clock), relay("b", b.url, clock)],
+                                  Strategy.FAILOVER)
+    try:
+        deferred = transport.send(message(1, to="ana@gmail.com"))
+        accepted = transport.send(message(2))
+    finally:
+        transport.close()
+    # Another relay would hear the same from Gmail: the relay is fine, the destination paces.
+    assert (deferred.ok, deferred.code, deferred.error_kind, deferred.relay) == \
+        (False, 421, SendErrorKind.TEMPORARY, "a")
+    assert (accepted.ok, accepted.relay) == (True, "a")
+    assert transport.relays[0].breaker.state is BreakerState.CLOSED
+    assert not b.messages
+
+
+def test_spent_daily_caps_pass_messages_on_and_then_hold_them_until_midnight(
+        smtp_server: RecordingSmtpServer, second_server: RecordingSmtpServer,
+        tmp_path: Path) -> None:
+    clock = Clock()
+    url = f"sqlite:///{tmp_path / 'budget.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    tokens = SqlTokenStore(engine)
+    relays = [relay("a", smtp_server.url, clock), relay("b", second_server.url, clock)]
+    for each, cap in zip(relays, (3, 2), strict=True):
+        each.budget = Budget(relay_key(each.name), RelayLimits(per_day=cap), tokens)
+    transport = FailoverTransport(relays, Strategy.FAILOVER)
+    day = datetime(2026, 12, 2, 22, 30, tzinfo=UTC)
+    try:
+        today = pipelined_at(transport, range(7), day)
+        tomorrow = pipelined_at(transport, range(7, 8), day + timedelta(hours=2))
+    finally:
+        transport.close()
+        engine.dispose()
+    assert [result.relay for result in today[:5]] == ["a", "a", "a", "b", "b"]
+    assert all(result.ok for result in today[:5])
+    for held in today[5:]:
+        assert (held.ok, held.error_kind, held.retry_in) == \
+            (False, SendErrorKind.LIMITED, 90 * 60.0)
+        assert held.message == ("held until 2026-12-03 00:00:00 UTC: no relay may take it before "
+                                "(a: its daily cap of 3; b: its daily cap of 2)")
+    assert (tomorrow[0].ok, tomorrow[0].relay) == (True, "a")
+    assert len(smtp_server.messages) == 4 and len(second_server.messages) == 2
+
+
+def pipelined_at(transport: FailoverTransport, numbers: range, at: datetime) -> list[SendResult]:
+    """As `pipelined`, each message sent as of `at` (its run's time)."""
+    for number in numbers:
+        transport.begin(replace(message(number), at=at))
+    results = []
+    for _ in numbers:
+        answer = transport.finish()
+        assert answer is not None
+        results.append(answer.result)
+    return results

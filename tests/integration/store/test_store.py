@@ -148,6 +148,32 @@ def test_reap_expired_returns_leases_to_the_queue(store: AnyStore) -> None:
     assert len(store.claim_due(now=NOW + LEASE, owner="b", limit=10, lease=LEASE)) == 1
 
 
+def test_holding_a_destination_moves_its_waiting_rows_past_the_hold(store: AnyStore) -> None:
+    for email, due in (("ana@gmail.com", NOW), ("bo@googlemail.com", NOW - timedelta(hours=1)),
+                       ("cy@gmail.com", NOW + timedelta(hours=1)), ("dee@example.org", NOW),
+                       ("eve@notgmail.com", NOW), ("fay@gmail.com", NOW)):
+        enroll_one(store, email, due_at=due)
+    (leased,) = store.claim_due(now=NOW, owner="a", limit=1, lease=LEASE)
+    assert leased.subscriber.email == "bo@googlemail.com"
+    until = NOW + timedelta(seconds=30)
+
+    moved = store.hold_destination(["gmail.com", "googlemail.com"], until=until,
+                                   reason="held: gmail asked us to slow down")
+
+    # Not what is leased (its sender holds it one by one), nor what falls due after the hold,
+    # nor another domain whose name merely ends alike.
+    assert moved == 2
+    for email in ("ana@gmail.com", "fay@gmail.com"):
+        (row,) = store.deliveries_for(email)
+        assert (row.status, row.due_at, row.last_error) == \
+            (DeliveryStatus.QUEUED, until, "held: gmail asked us to slow down")
+    assert store.deliveries_for("cy@gmail.com")[0].due_at == NOW + timedelta(hours=1)
+    assert store.deliveries_for("bo@googlemail.com")[0].status is DeliveryStatus.SENDING
+    claimed = store.claim_due(now=NOW, owner="b", limit=10, lease=LEASE)
+    assert sorted(claim.subscriber.email for claim in claimed) == \
+        ["dee@example.org", "eve@notgmail.com"]
+
+
 def test_record_sent_queues_the_next_step_and_updates_the_enrollment(store: AnyStore) -> None:
     enroll_one(store, "sent@example.org")
     (held,) = store.claim_due(now=NOW, owner="a", limit=10, lease=LEASE)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from nurture.content.library import ContentHolder
-from nurture.engine.dispatcher import DispatchReport
+from nurture.engine.dispatch_run import DispatchReport
 from nurture.scheduler.dispatch import DispatchJob
 from nurture.scheduler.housekeeping import Housekeeping
 from nurture.scheduler.reap_leases import ReapLeases
@@ -95,7 +95,7 @@ def test_the_dispatch_job_runs_the_dispatcher_at_the_clock_now_and_beats(
 
     assert dispatcher.runs == [T0 + timedelta(seconds=5), T0 + timedelta(seconds=10)]
     assert beat.calls[0] == {"args": ("host:42",), "now": T0 + timedelta(seconds=5), "sent": 2,
-                             "content_version": "v7", "started_at": T0}
+                             "content_version": "v7", "started_at": T0, "sending_state": None}
     assert [call["now"] for call in beat.calls] == dispatcher.runs
     assert job.ticks == 2
     assert counter(metrics, "nurture_scheduler_ticks_total") == 2

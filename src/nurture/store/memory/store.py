@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from nurture.engine.ports import (
     Assign,
     ClaimedDelivery,
-    DeliveryKind,
     DeliveryStatus,
     EnrollmentStatus,
     EnrollResult,
@@ -28,6 +27,7 @@ from nurture.engine.ports import (
     SubscriberStatus,
 )
 from nurture.store.enrollment_rows import EnrollmentBatch, plan_enrollments
+from nurture.store.memory.direct import DirectAccess
 from nurture.store.memory.outcomes import apply_outcomes, check_instants, held_rows
 from nurture.store.memory.tables import DeliveryRecord, SubscriberRecord, Tables
 from nurture.store.rules import (
@@ -43,7 +43,7 @@ from nurture.store.views import DeliveryView, EnrollmentView
 log = logging.getLogger(__name__)
 
 
-class MemoryStore:
+class MemoryStore(DirectAccess):
     """Every public method holds one lock for its whole run, as each SqlStore method is one
     transaction: what a method checks is still true when it writes, and a refused call writes
     nothing."""
@@ -119,6 +119,17 @@ class MemoryStore:
         if held:
             log.info("released %d leased deliveries of %s", len(held), owner)
         return len(held)
+
+    def hold_destination(self, domains: Seq[str], *, until: datetime, reason: str) -> int:
+        require_aware("until", until)
+        suffixes = tuple(f"@{domain}" for domain in domains)
+        with self._lock:
+            moved = [row for row in self._tables.deliveries.values()
+                     if row.status in CLAIMABLE and row.due_at < until
+                     and self._tables.subscribers[row.subscriber_id].email.endswith(suffixes)]
+            for row in moved:
+                row.due_at, row.last_error = until, reason
+        return len(moved)
 
     def reap_expired(self, now: datetime) -> int:
         """Return `sending` rows whose lease expired at `now` to the queue; returns how many."""
@@ -317,75 +328,6 @@ class MemoryStore:
     def is_suppressed(self, email: str) -> bool:
         with self._lock:
             return self._tables.is_suppressed(email)
-
-    # -- What a test reads or sets directly, where with SQL it would run a statement ---------------
-
-    def subscriber_status(self, email: str) -> SubscriberStatus | None:
-        with self._lock:
-            subscriber = self._tables.subscriber_by_email(email)
-            return None if subscriber is None else SubscriberStatus(subscriber.status)
-
-    def set_subscriber_status(self, email: str, status: SubscriberStatus) -> None:
-        """Change only the subscriber row, as an unsubscribe landing between two sends does."""
-        with self._lock:
-            subscriber = self._tables.subscriber_by_email(email)
-            if subscriber is None:
-                raise KeyError(email)
-            subscriber.status = status.value
-
-    def delivery(self, delivery_id: uuid.UUID) -> DeliveryView | None:
-        with self._lock:
-            row = self._tables.deliveries.get(delivery_id)
-            return None if row is None else self._tables.delivery_view(row)
-
-    def add_step_delivery(
-        self, enrollment_id: uuid.UUID, step_key: str, *, due_at: datetime, now: datetime
-    ) -> uuid.UUID:
-        """Queue one more step of an enrollment, as a test would INSERT a row; a step the
-        enrollment already has is refused (ValueError), as the unique key would."""
-        with self._lock:
-            enrollment = self._tables.enrollments[enrollment_id]
-            delivery_id = uuid.uuid4()
-            self._tables.insert_delivery(
-                {
-                    "id": delivery_id,
-                    "kind": DeliveryKind.STEP.value,
-                    "subscriber_id": enrollment.subscriber_id,
-                    "enrollment_id": enrollment_id,
-                    "step_key": step_key,
-                    "status": DeliveryStatus.QUEUED.value,
-                    "due_at": due_at,
-                    "attempts": 0,
-                    "created_at": now,
-                }
-            )
-        return delivery_id
-
-    def queue_confirmation(self, email: str, *, now: datetime) -> uuid.UUID:
-        """A pending subscriber (created with default answers when new) and a queued
-        confirmation email for them, as a signup through the web form leaves them."""
-        with self._lock:
-            subscriber = self._tables.subscriber_by_email(email)
-            if subscriber is None:
-                self._tables.insert_subscriber(
-                    {
-                        "id": uuid.uuid4(), "email": email, "first_name": None, "locale": "en",
-                        "time_zone": "UTC", "hesitations": [], "discreet": False,
-                        "status": SubscriberStatus.PENDING.value, "created_at": now,
-                        "confirmed_at": None, "updated_at": now,
-                    }
-                )
-                subscriber = self._tables.subscriber_by_email(email)
-                assert subscriber is not None
-            delivery_id = uuid.uuid4()
-            self._tables.insert_delivery(
-                {
-                    "id": delivery_id, "kind": DeliveryKind.CONFIRMATION.value,
-                    "subscriber_id": subscriber.id, "enrollment_id": None, "step_key": None,
-                    "status": DeliveryStatus.QUEUED.value, "due_at": now, "created_at": now,
-                }
-            )
-        return delivery_id
 
     def _rows(self, delivery_ids: Iterable[uuid.UUID]) -> list[DeliveryRecord]:
         rows = self._tables.deliveries

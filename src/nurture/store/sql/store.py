@@ -22,6 +22,7 @@ from nurture.engine.ports import (
 )
 from nurture.store.sql.claims import Claims
 from nurture.store.sql.enrollments import Enrollments
+from nurture.store.sql.holds import hold_destination
 from nurture.store.sql.inspection import Inspection
 from nurture.store.sql.leases import Leases
 from nurture.store.sql.outcomes import Outcomes
@@ -81,6 +82,9 @@ class SqlStore:
         """Renew `owner`'s lease on these deliveries and return their live state (see
         `Leases.recheck`)."""
         return self._leases.recheck(delivery_ids, owner=owner, now=now, lease=lease)
+
+    def hold_destination(self, domains: Seq[str], *, until: datetime, reason: str) -> int:
+        return hold_destination(self.engine, domains, until=until, reason=reason)
 
     # -- EnrollmentStore -----------------------------------------------------------------------
 
