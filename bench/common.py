@@ -498,3 +498,80 @@ def process_cpu_seconds(pid: int) -> float:
         return math.nan
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+# -- raw smtplib blasts (the baselines of e2e and scale-out) --------------------------------------
+
+BLAST_MODES = ("thread", "process")
+"""How a blast over several connections runs: threads of this process, or forked processes (one
+per connection, so that each can have a core of its own)."""
+
+
+def _blast_share(port: int, share: Sequence[tuple[str, bytes]], ready: Any, times: Any) -> None:
+    """One connection's part of a blast: connect and greet, wait for the others, send `share`, and
+    put (start, end, error) in `times` (perf_counter is system-wide on Linux: CLOCK_MONOTONIC)."""
+    import smtplib
+    from email.utils import parseaddr
+
+    sender = parseaddr(SENDER)[1]
+    started = math.nan
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
+            smtp.ehlo()
+            ready.wait()
+            started = time.perf_counter()
+            for to, data in share:
+                smtp.sendmail(sender, [to], data)
+            times.put((started, time.perf_counter(), ""))
+    except Exception as error:  # the parent raises it: a blast must not hang on a dead sender
+        times.put((started, math.nan, f"{type(error).__name__}: {error}"))
+        if hasattr(ready, "abort"):
+            ready.abort()
+
+
+def raw_blast(port: int, messages: Sequence[tuple[str, bytes]], *, connections: int = 1,
+              mode: str = "process", timeout: float = 600) -> float:
+    """Seconds a raw smtplib blast of `messages` (to, data) takes over `connections` persistent
+    connections to 127.0.0.1:`port`, the messages dealt out evenly; every connection is open and
+    greeted before the clock starts, and the time runs from the first start to the last end. One
+    connection runs here; several run as threads of this process or as forked processes (`mode`),
+    one per connection."""
+    import multiprocessing
+    import queue
+    import threading
+
+    if mode not in BLAST_MODES:
+        raise ValueError(f"mode must be one of {BLAST_MODES}, not {mode!r}")
+    shares = [messages[i::connections] for i in range(connections)]
+    workers: list[Any] = []
+    if connections == 1:
+        times: Any = queue.SimpleQueue()
+        _blast_share(port, shares[0], threading.Barrier(1), times)
+    elif mode == "thread":
+        ready: Any = threading.Barrier(connections, timeout=60)
+        times = queue.SimpleQueue()
+        workers = [threading.Thread(target=_blast_share, args=(port, share, ready, times),
+                                    daemon=True, name=f"raw blast {i}")
+                   for i, share in enumerate(shares)]
+    else:
+        # fork: the children see the messages without pickling them (Linux, as the bench is).
+        context = multiprocessing.get_context("fork")
+        ready = context.Barrier(connections, timeout=60)
+        times = context.Queue()
+        workers = [context.Process(target=_blast_share, args=(port, share, ready, times),
+                                   daemon=True, name=f"raw blast {i}")
+                   for i, share in enumerate(shares)]
+    for worker in workers:
+        worker.start()
+    try:
+        spans = [times.get(timeout=timeout) for _ in shares]
+    finally:
+        for worker in workers:
+            worker.join(timeout=30)
+            if isinstance(worker, multiprocessing.process.BaseProcess) and worker.is_alive():
+                worker.kill()
+                worker.join()
+    errors = [error for _, _, error in spans if error]
+    if errors:
+        raise RuntimeError(f"raw blast over {connections} connection(s): {errors[0]}")
+    return float(max(end for _, end, _ in spans) - min(start for start, _, _ in spans))

@@ -83,6 +83,9 @@ class _Handler:
     ) -> list[str]:
         session.host_name = hostname
         self._server._count_connection(session)
+        if self._server.pipelining:
+            # aiosmtpd reads pipelined commands in order anyway; it only does not say so.
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
 
     async def handle_MAIL(
@@ -157,7 +160,8 @@ class RecordingSmtpServer:
     the same port, so a client can reconnect to a "restarted" server.
 
     starttls_context offers STARTTLS; tls_context makes the whole connection TLS (smtps);
-    credentials require AUTH (over TLS only); smtputf8=False stops offering SMTPUTF8."""
+    credentials require AUTH (over TLS only); smtputf8=False stops offering SMTPUTF8;
+    pipelining=False stops offering PIPELINING (clients then wait for each reply)."""
 
     def __init__(
         self,
@@ -166,8 +170,10 @@ class RecordingSmtpServer:
         tls_context: ssl.SSLContext | None = None,
         credentials: tuple[str, str] | None = None,
         smtputf8: bool = True,
+        pipelining: bool = True,
     ) -> None:
         self.faults = Faults()
+        self.pipelining = pipelining
         self._smtputf8 = smtputf8
         self._starttls_context = starttls_context
         self._tls_context = tls_context

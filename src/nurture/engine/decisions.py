@@ -32,7 +32,7 @@ from nurture.engine.ports import (
     SubscriberStatus,
 )
 from nurture.engine.tokens import LinkMaker
-from nurture.rendering.mime import build_message
+from nurture.rendering.mime import message_parts
 from nurture.rendering.types import Brand, Links, Recipient
 
 log = logging.getLogger(__name__)
@@ -232,15 +232,16 @@ def _render(claim: ClaimedDelivery, content: Content, sequence: Sequence, step: 
                                     base_url=letterhead.links.base_url,
                                     secret_key=letterhead.links.signer.secret_key,
                                     delivery_id=claim.id)
-        data = build_message(rendered, to=subscriber.email, message_id=message_id,
-                             links=links, date=now)
+        parts = message_parts(rendered, to=subscriber.email, message_id=message_id,
+                              links=links, date=now)
     except Exception as error:  # a render bug must not stop the batch; the row stays retryable
         log.exception("render failed", extra={"delivery": str(claim.id), "step": step.key})
         return _retry(claim, now, None, f"render error: {type(error).__name__}", content.version,
                       policy)
-    message = OutgoingMessage(envelope_from=letterhead.envelope_from,
-                              recipients=(subscriber.email,), data=data, message_id=message_id,
-                              at=now)
+    message = OutgoingMessage(
+        envelope_from=letterhead.envelope_from, recipients=(subscriber.email,),
+        data=parts if isinstance(parts, bytes) else b"", message_id=message_id, at=now,
+        parts=None if isinstance(parts, bytes) else parts)
     return MessageToSend(claim, sequence, profile, message, content.version)
 
 

@@ -15,6 +15,8 @@ from enum import StrEnum
 from typing import NamedTuple, Protocol, runtime_checkable
 from uuid import UUID
 
+from nurture.rendering.wire import MessageParts
+
 Progress = Callable[[int, int], None]
 """How long work tells whoever watches how far it has come: (done so far, total), both in the work's
 own units (rows, people, messages). The command line draws it; the core never imports a drawing
@@ -317,11 +319,18 @@ class OutgoingMessage:
     envelope_from: str
     recipients: tuple[str, ...]
     data: bytes
+    """The message as sent; empty when `parts` holds it."""
     message_id: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     at: datetime | None = None
     """The instant it is sent as of, on the run's clock (its Date): a relay's daily cap counts
     the sends of this UTC day. None: now."""
+    parts: MessageParts | None = None
+    """The message with its bodies still to encode: the transport assembles it (the relay
+    process, on the other core, while the dispatcher renders the next)."""
+
+    def wire(self) -> bytes:
+        return self.data if self.parts is None else self.parts.wire()
 
 
 class Transport(Protocol):

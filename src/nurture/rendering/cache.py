@@ -17,7 +17,8 @@ class Structure:
     html_slots: tuple[tuple[str, Context], ...]
     """(personal variable, where it sits): one between each pair of literals."""
     text_lines: tuple[tuple[bool, str], ...]
-    """(has a placeholder, line); lines without one are already wrapped."""
+    """(has a placeholder, line); lines without one are already wrapped, and each run of them
+    is one piece."""
 
 
 class StructureCache:

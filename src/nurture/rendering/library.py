@@ -267,7 +267,7 @@ class TemplateLibrary:
             (True, line) if self._placeholders.found_in(line) else (False, wrap_line(line))
             for line in text.split("\n")
         )
-        return Structure(literals, slots, lines)
+        return Structure(literals, slots, _runs_joined(lines))
 
     def render_naive(
         self, sequence: Sequence, step: Step, recipient: Recipient, links: Links, brand: Brand
@@ -311,3 +311,23 @@ class TemplateLibrary:
 
     def cache_stats(self) -> CacheStats:
         return CacheStats(self._cache.hits, self._cache.misses, len(self._cache))
+
+
+def _runs_joined(lines: tuple[tuple[bool, str], ...]) -> tuple[tuple[bool, str], ...]:
+    """The lines with each run of lines without a placeholder joined into one: the text is the
+    same once joined by newlines, and each email then handles a few pieces rather than every
+    line."""
+    pieces: list[tuple[bool, str]] = []
+    run: list[str] = []
+    for dynamic, line in lines:
+        if not dynamic:
+            run.append(line)
+            continue
+        if run:
+            pieces.append((False, "\n".join(run)))
+            run = []
+        pieces.append((True, line))
+    if run:
+        pieces.append((False, "\n".join(run)))
+    return tuple(pieces)
+

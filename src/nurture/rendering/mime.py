@@ -20,6 +20,7 @@ import regex
 
 from nurture.rendering.escaping import MAILTO, UNSAFE_CHARS, URL, check_url, one_line
 from nurture.rendering.types import Links, RenderedEmail
+from nurture.rendering.wire import MessageParts
 
 # RFC 5322 2.1.1: header lines should stay within 78 characters.
 _LINE_LENGTH: Final = 78
@@ -43,7 +44,6 @@ _RESERVED_HEADERS: Final = frozenset(
 )
 _NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
 _PLAIN_ADDRESS: Final = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$")
-_BASE64_LINE: Final = 76
 # RFC 2047 2: an encoded word is at most 75 characters, and a line holding one at most 76.
 _ENCODED_WORD: Final = 75
 _ENCODED_LINE: Final = 76
@@ -222,29 +222,6 @@ def _encoded_from(from_header: str) -> str:
     return "From: " + "\r\n ".join(words) + separator + last + "\r\n"
 
 
-def _text_part(text: str) -> tuple[str, str]:
-    """(transfer encoding, encoded body) of the plain-text part: 7bit when the text allows it."""
-    # Lines are split as bytes: str.splitlines() would also break at form feeds, U+2028 and
-    # other separators, which are content to the standard library and to mail readers.
-    text_lines = text.encode("utf-8").splitlines()
-    if text.isascii() and max(map(len, text_lines), default=0) <= 998:
-        return "7bit", b"\r\n".join(text_lines).decode("ascii") + "\r\n"
-    body = binascii.b2a_qp(text.encode("utf-8"), istext=True).decode("ascii")
-    body = body.replace("\r\n", "\n").replace("\n", "\r\n")
-    if not body.endswith("\r\n"):
-        body += "\r\n"
-    return "quoted-printable", body
-
-
-def _html_part(html: str) -> str:
-    """The HTML part in base64, in lines of 76 characters."""
-    data = b"\r\n".join(html.encode("utf-8").splitlines()) + b"\r\n"
-    encoded = binascii.b2a_base64(data, newline=False).decode("ascii")
-    return "\r\n".join(
-        [encoded[start : start + _BASE64_LINE] for start in range(0, len(encoded), _BASE64_LINE)]
-    ) + "\r\n"
-
-
 def _reply_to(rendered: RenderedEmail) -> list[str]:
     """The Reply-To line when a person reads replies; an address only, checked like the recipient's."""
     if not rendered.reply_to:
@@ -269,6 +246,23 @@ def build_message(
     Assembled directly: EmailMessage costs milliseconds per email, most of the send path's time.
     A test parses this and build_message_reference's output for every persona and compares them.
     """
+    parts = message_parts(rendered, to=to, message_id=message_id, links=links, date=date,
+                          extra_headers=extra_headers)
+    return parts if isinstance(parts, bytes) else parts.wire()
+
+
+def message_parts(
+    rendered: RenderedEmail,
+    *,
+    to: str,
+    message_id: str,
+    links: Links,
+    date: datetime,
+    extra_headers: Mapping[str, str] = _NO_HEADERS,
+) -> MessageParts | bytes:
+    """`build_message`'s headers, made and checked here (every mistake raises ValueError now),
+    and its bodies left to encode (`MessageParts.wire()`, which cannot fail); an unusual
+    address's whole message, built by the library."""
     to, message_id, extra = _checked_headers(to, message_id, date, extra_headers)
     if not _PLAIN_ADDRESS.match(to):
         # Internationalized, quoted or otherwise unusual addresses (and mistakes such as two
@@ -290,20 +284,9 @@ def build_message(
     ]
     lines += [_encoded_header(name, value) for name, value in extra]
     lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n')
-    text_cte, text_body = _text_part(rendered.text)
-    lines += [
-        f"--{boundary}\r\n",
-        'Content-Type: text/plain; charset="utf-8"\r\n',
-        f"Content-Transfer-Encoding: {text_cte}\r\n\r\n",
-        text_body,
-        # The line break before a boundary belongs to the boundary, not to the part (RFC 2046).
-        f"\r\n--{boundary}\r\n",
-        'Content-Type: text/html; charset="utf-8"\r\n',
-        "Content-Transfer-Encoding: base64\r\n\r\n",
-        _html_part(rendered.html),
-        f"\r\n--{boundary}--\r\n",
-    ]
-    return "".join(lines).encode("ascii")
+    # Encoded here, so that a value no UTF-8 can hold (a lone surrogate) fails here, not later.
+    return MessageParts("".join(lines).encode("ascii"), boundary.encode("ascii"),
+                        rendered.text.encode("utf-8"), rendered.html.encode("utf-8"))
 
 
 def build_message_reference(

@@ -10,6 +10,7 @@ decides, it hands back the answers so far and makes the next message ready for t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import socket
@@ -173,6 +174,11 @@ class ProcessTransport:
         return None
 
     def _connection(self) -> Connection:
+        if self._conn is not None and self._process is not None \
+                and self._process.returncode is None:
+            # Not asked of the OS for each message (a waitpid): a child that died shows as a
+            # failed write here, or as the end of its socket when its answers are read.
+            return self._conn
         live = self._live_connection()
         if live is not None:
             return live
@@ -262,9 +268,17 @@ class _Child:
 
     def _send(self, request: tuple[Any, ...]) -> None:
         _, message, skip_after_failure = request
-        prepared, self._prepared_ahead = self._prepared_ahead or prepare(message), None
         if skip_after_failure and self._unreachable:
+            self._prepared_ahead = None
             self._answers.append(None)
+            return
+        try:
+            prepared, self._prepared_ahead = self._prepared_ahead or prepare(message), None
+        except Exception as error:  # a bug in assembling it: this message fails, not the child
+            log.exception("could not assemble a message")
+            self._answers.append((SendResult(
+                ok=False, message=f"could not assemble the message ({type(error).__name__})",
+                error_kind=SendErrorKind.TEMPORARY), time.monotonic()))
             return
         result = self._transport.start(prepared)
         if result is None:
@@ -281,7 +295,10 @@ class _Child:
         if self._conn.poll(0):
             self._ahead = self._conn.recv()
             if self._ahead[0] == _SEND:
-                self._prepared_ahead = prepare(self._ahead[1])
+                # Assembled while the relay digests the body before; a failure is the
+                # message's own, and `_send` meets it again.
+                with contextlib.suppress(Exception):
+                    self._prepared_ahead = prepare(self._ahead[1])
 
     def _hand_back(self) -> None:
         """Write the answers back once enough wait, or at once when the parent has sent nothing

@@ -2,7 +2,9 @@
 body, then the relay's verdict on it; the envelope and the dot-stuffed body are made ready before.
 
 Between the halves the relay digests the body, and the relay process prepares the next message.
-The replies, the exceptions and the connection handling are sendmail's own (CPython 3.11+)."""
+The replies, the exceptions and the connection handling are sendmail's own (CPython 3.11+).
+With a relay that offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go in one write and their
+replies are read together: one round trip where sendmail waits for three."""
 
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ class PreparedMessage:
 
 
 def prepare(message: OutgoingMessage) -> PreparedMessage:
-    data = message.data
+    data = wire = message.wire()
     if data.startswith(b".") or b"\n." in data:
         data = _LEADING_DOT.sub(b"..", data)
     if not data.endswith(_CRLF):
@@ -47,7 +49,7 @@ def prepare(message: OutgoingMessage) -> PreparedMessage:
         message=message,
         sender=_quoted(message.envelope_from),
         recipients=tuple((address, _quoted(address)) for address in message.recipients),
-        size=len(message.data),
+        size=len(wire),
         utf8=not all(a.isascii() for a in (message.envelope_from, *message.recipients)),
         body=data + b"." + _CRLF,
     )
@@ -68,6 +70,8 @@ def start(smtp: smtplib.SMTP, prepared: PreparedMessage) -> dict[str, tuple[int,
     """MAIL, RCPT, DATA and the body, as sendmail sends them; the recipients refused (while at
     least one is accepted). Raises what sendmail raises for a refusal before the body."""
     smtp.ehlo_or_helo_if_needed()
+    if smtp.does_esmtp and smtp.has_extn("pipelining"):
+        return _start_pipelined(smtp, prepared)
     smtp.putcmd("mail", f"FROM:{prepared.sender}{_mail_options(smtp, prepared)}")
     code, reply = smtp.getreply()
     if code != 250:
@@ -78,6 +82,38 @@ def start(smtp: smtplib.SMTP, prepared: PreparedMessage) -> dict[str, tuple[int,
     code, reply = smtp.getreply()
     if code != 354:
         raise smtplib.SMTPDataError(code, reply)
+    smtp.send(prepared.body)
+    return refused
+
+
+def _start_pipelined(smtp: smtplib.SMTP,
+                     prepared: PreparedMessage) -> dict[str, tuple[int, bytes]]:
+    """`start` in one write: every reply is still read, in order, and each refusal ends as
+    sendmail's would (a relay answers a DATA that follows a refused envelope with 503 or 554; if
+    it says 354 anyway, an empty body ends that transaction before RSET)."""
+    commands = [f"MAIL FROM:{prepared.sender}{_mail_options(smtp, prepared)}"]
+    commands += [f"RCPT TO:{quoted}" for _, quoted in prepared.recipients]
+    commands.append("DATA")
+    smtp.send("".join(f"{command}\r\n" for command in commands))
+    mail_code, mail_reply = smtp.getreply()
+    if mail_code == 421:  # the relay is closing: the rest will not be answered
+        smtp.close()
+        raise smtplib.SMTPSenderRefused(mail_code, mail_reply, prepared.message.envelope_from)
+    refused: dict[str, tuple[int, bytes]] = {}
+    for address, _ in prepared.recipients:
+        _rcpt_reply(smtp, address, refused)
+    data_code, data_reply = smtp.getreply()
+    if mail_code != 250 or len(refused) == len(prepared.recipients):
+        if data_code == 354:
+            smtp.send(b"." + _CRLF)
+            smtp.getreply()
+        if mail_code != 250:
+            _after_refusal(smtp, mail_code)
+            raise smtplib.SMTPSenderRefused(mail_code, mail_reply, prepared.message.envelope_from)
+        _reset(smtp)
+        raise smtplib.SMTPRecipientsRefused(refused)
+    if data_code != 354:
+        raise smtplib.SMTPDataError(data_code, data_reply)
     smtp.send(prepared.body)
     return refused
 
@@ -106,16 +142,21 @@ def _recipients(smtp: smtplib.SMTP, prepared: PreparedMessage) -> dict[str, tupl
     refused: dict[str, tuple[int, bytes]] = {}
     for address, quoted in prepared.recipients:
         smtp.putcmd("rcpt", f"TO:{quoted}")
-        code, reply = smtp.getreply()
-        if code not in (250, 251):
-            refused[address] = (code, reply)
-        if code == 421:
-            smtp.close()
-            raise smtplib.SMTPRecipientsRefused(refused)
+        _rcpt_reply(smtp, address, refused)
     if len(refused) == len(prepared.recipients):
         _reset(smtp)
         raise smtplib.SMTPRecipientsRefused(refused)
     return refused
+
+
+def _rcpt_reply(smtp: smtplib.SMTP, address: str, refused: dict[str, tuple[int, bytes]]) -> None:
+    """One RCPT's reply: a refusal is noted; a 421 closes the connection and ends it all."""
+    code, reply = smtp.getreply()
+    if code not in (250, 251):
+        refused[address] = (code, reply)
+    if code == 421:
+        smtp.close()
+        raise smtplib.SMTPRecipientsRefused(refused)
 
 
 def complete(smtp: smtplib.SMTP) -> None:

@@ -55,6 +55,31 @@ def test_pipelined_sends_arrive_in_order_with_their_outcomes(
     assert relay.send(message(9)).ok, "plain sends work between batches"
 
 
+def test_the_child_assembles_messages_and_one_it_cannot_fails_alone(
+        relay: ProcessTransport, smtp_server: RecordingSmtpServer) -> None:
+    from dataclasses import replace
+
+    from nurture.rendering.wire import MessageParts
+
+    def parts_of(number: int, head: object) -> OutgoingMessage:
+        return replace(message(number), data=b"", parts=MessageParts(
+            head, b"B", f"Text {number}\n".encode(), b"<p>Html</p>"))  # type: ignore[arg-type]
+
+    relay.reset()
+    relay.begin(parts_of(1, b"Subject: one\r\n\r\n"))
+    relay.begin(parts_of(2, "not bytes: a bug"))
+    relay.begin(parts_of(3, b"Subject: three\r\n\r\n"))
+    outcomes = [finish(relay) for _ in range(3)]
+
+    assert [o.ok for o in outcomes if o is not None] == [True, False, True]
+    broken = outcomes[1]
+    assert broken is not None and broken.error_kind is SendErrorKind.TEMPORARY
+    assert broken.message == "could not assemble the message (TypeError)"
+    received = smtp_server.wait_for(2)
+    assert [m.data.split(b"\r\n")[0] for m in received] == [b"Subject: one", b"Subject: three"]
+    assert b"Text 3" in received[1].data
+
+
 def test_behind_a_connection_failure_nothing_is_attempted_until_reset(
         relay: ProcessTransport, smtp_server: RecordingSmtpServer) -> None:
     relay.reset()

@@ -1,4 +1,6 @@
-"""SmtpTransport against real SMTP servers on loopback: reuse, classification, reconnection."""
+"""SmtpTransport against real SMTP servers on loopback: reuse, classification, reconnection;
+each with a server that offers PIPELINING (MAIL, RCPT and DATA in one write) and one that does
+not (a reply awaited for each)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,12 @@ from nurture.smtp.transports import MAX_REPLY_CHARS, SmtpTransport
 from tests.support.smtp import RecordingSmtpServer, SilentServer
 
 SENDER = "hello@nurture.test"
+
+
+@pytest.fixture(params=[True, False], ids=["pipelining", "one-by-one"])
+def smtp_server(request: pytest.FixtureRequest) -> Iterator[RecordingSmtpServer]:
+    with RecordingSmtpServer(pipelining=request.param) as server:
+        yield server
 
 
 def outgoing(to: str = "ada@example.test", subject: str = "Hello") -> OutgoingMessage:
@@ -130,6 +138,37 @@ def test_sender_refusal_is_not_a_bounce(smtp_server: RecordingSmtpServer, transp
     smtp_server.faults.mail_reply = None
     assert transport.send(outgoing()).ok
     assert smtp_server.connections == 1
+
+
+def test_a_421_to_mail_drops_the_connection_and_the_next_send_reconnects(
+        smtp_server: RecordingSmtpServer, transport: SmtpTransport) -> None:
+    smtp_server.faults.reject_sender("421 4.3.2 Closing, try later")
+    result = transport.send(outgoing())
+    assert (result.ok, result.code, result.error_kind) == (False, 421, SendErrorKind.TEMPORARY)
+    assert not transport.connected
+
+    smtp_server.faults.mail_reply = None
+    assert transport.send(outgoing()).ok
+    assert smtp_server.connections == 2
+
+
+def test_a_relay_that_offers_pipelining_gets_the_envelope_in_one_write(
+        smtp_server: RecordingSmtpServer, transport: SmtpTransport,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert transport.send(outgoing("first@example.test")).ok  # connected, greeted, EHLO said
+    writes: list[bytes | str] = []
+    original = smtplib.SMTP.send
+
+    def counted(smtp: smtplib.SMTP, data: bytes | str) -> None:
+        writes.append(data)
+        original(smtp, data)
+
+    monkeypatch.setattr(smtplib.SMTP, "send", counted)
+    assert transport.send(outgoing("second@example.test")).ok
+    # MAIL, RCPT and DATA together, then the body; or each command on its own.
+    assert len(writes) == (2 if smtp_server.pipelining else 4)
+    assert [m.recipients for m in smtp_server.wait_for(2)] == [
+        ("first@example.test",), ("second@example.test",)]
 
 
 def test_long_replies_are_truncated(smtp_server: RecordingSmtpServer, transport: SmtpTransport) -> None:

@@ -182,7 +182,7 @@ def invitation() -> Any:
 
 
 def parts(sent: MessageToSend) -> tuple[str, str, Any]:
-    message = message_from_bytes(sent.message.data, policy=default)
+    message = message_from_bytes(sent.message.wire(), policy=default)
     html, plain = message.get_body(("html",)), message.get_body(("plain",))
     assert html is not None and plain is not None
     return html.get_content(), plain.get_content().replace("\r\n", "\n"), message
@@ -233,12 +233,12 @@ def test_off_every_message_is_byte_for_byte_what_it_was(content: Content,
             expected = build_message(rendered, to=one.subscriber.email,
                                      message_id=message_id_for(DELIVERY, "nurture.test"),
                                      links=links, date=T0)
-            assert sent.message.data == expected, f"{sequence.key}/{step.key}"
+            assert sent.message.wire() == expected, f"{sequence.key}/{step.key}"
             on = decide(one, content, POLICY, replace(LETTERHEAD, count_clicks=True), T0)
             assert isinstance(on, MessageToSend)
-            if on.message.data != expected:
+            if on.message.wire() != expected:
                 counted += 1
-                assert f"{BASE}/c/" in on.message.data.decode("ascii")
+                assert f"{BASE}/c/" in on.message.wire().decode("ascii")
             checked += 1
     assert checked >= 5
     assert 0 < counted < checked, "some steps have a link of their own (the booking page), some none"

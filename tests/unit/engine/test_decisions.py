@@ -98,7 +98,7 @@ def to_send(decided: Outcome | MessageToSend) -> MessageToSend:
 def test_a_due_step_is_rendered_for_the_subscriber(content: Content) -> None:
     row = claim()
     ready = to_send(decide(row, content, POLICY, LETTERHEAD, T0))
-    message = message_from_bytes(ready.message.data, policy=default)
+    message = message_from_bytes(ready.message.wire(), policy=default)
     assert ready.claim is row and ready.sequence.key == "sample"
     assert ready.content_version == content.version
     assert ready.message.envelope_from == "hello@nurture.test"
@@ -260,9 +260,9 @@ def test_a_pending_subscriber_gets_the_confirmation_at_any_hour(content: Content
     row = confirmation()
     ready = to_send(decide(row, content, POLICY, LETTERHEAD, night))
     assert ready.sequence.key == "system"
-    body = message_from_bytes(ready.message.data, policy=default)
+    body = message_from_bytes(ready.message.wire(), policy=default)
     assert body["Subject"] == "Please confirm your email address"
-    assert b"https://nurture.test/confirm/" in ready.message.data
+    assert b"https://nurture.test/confirm/" in ready.message.wire()
 
 
 def test_a_sent_confirmation_queues_nothing(content: Content) -> None:

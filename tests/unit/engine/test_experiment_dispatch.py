@@ -41,7 +41,7 @@ class Relay:
     def send(self, message: OutgoingMessage) -> SendResult:
         if self.deferring:
             return SendResult(False, 451, "try later", SendErrorKind.TEMPORARY)
-        subject = next(line for line in message.data.decode().splitlines()
+        subject = next(line for line in message.wire().decode().splitlines()
                        if line.startswith("Subject: "))[len("Subject: "):]
         self.subjects.setdefault(message.recipients[0], []).append(subject)
         return SendResult(True, 250, "ok")

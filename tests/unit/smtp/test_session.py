@@ -51,3 +51,30 @@ def test_a_non_ascii_address_asks_for_smtputf8() -> None:
     plain = prepare(OutgoingMessage("a@example.test", ("b@example.test",), b"x\r\n"))
     international = prepare(OutgoingMessage("a@example.test", ("bé@exämple.test",), b"x\r\n"))
     assert (plain.utf8, international.utf8) == (False, True)
+
+
+def test_a_message_whose_bodies_are_left_to_encode_is_assembled_where_it_is_sent() -> None:
+    from datetime import UTC, datetime
+
+    from nurture.rendering.mime import build_message, message_parts
+    from nurture.rendering.types import Links, RenderedEmail
+    from nurture.rendering.wire import MessageParts
+
+    rendered = RenderedEmail("Nurture <hello@nurture.test>", "A note", "Preheader",
+                             "<p>Hello\n.dot</p>\n" * 40, "Hello\n.dot line\n" * 40)
+    links = Links(unsubscribe_url="https://nurture.test/u/t",
+                  preferences_url="https://nurture.test/p/t")
+    when = datetime(2026, 12, 2, 10, tzinfo=UTC)
+    parts = message_parts(rendered, to="ada@example.test", message_id="<m1@nurture.test>",
+                          links=links, date=when)
+    assert isinstance(parts, MessageParts)
+    whole = build_message(rendered, to="ada@example.test", message_id="<m1@nurture.test>",
+                          links=links, date=when)
+    # The same message but for its random boundary.
+    assert parts.wire().replace(parts.boundary, b"B") == whole.replace(
+        whole.split(b'boundary="')[1].split(b'"')[0], b"B")
+    message = OutgoingMessage(envelope_from="hello@nurture.test", recipients=("ada@example.test",),
+                              data=b"", parts=parts)
+    prepared = prepare(message)
+    assert prepared.body == _what_smtplib_sends(parts.wire())
+    assert prepared.size == len(parts.wire())
