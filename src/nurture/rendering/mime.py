@@ -52,6 +52,8 @@ _GRAPHEME: Final = regex.compile(r"\X")
 # RFC 2047 5(3): the characters a "Q" encoded word may carry as themselves anywhere, a phrase
 # (the From display name) included.
 _Q_SAFE: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
+_Q_KEPT: Final = bytes(sorted(_Q_SAFE | {0x20}))
+"""The bytes Q writes as one character (a space becomes "_")."""
 
 
 def _fold_ascii(name: str, value: str, linesep: str) -> str:
@@ -167,6 +169,11 @@ def _b_length(size: int) -> int:
     return 4 * ((size + 2) // 3)
 
 
+def _q_length(data: bytes) -> int:
+    """len(_q_encoded(data)), without encoding: each byte that is not kept as it is takes 3."""
+    return len(data) + 2 * len(data.translate(None, _Q_KEPT))
+
+
 def encoded_words(value: str, first_line_used: int) -> list[str]:
     """`value` as RFC 2047 encoded words, one per line: each at most 75 characters, each line
     (the first after `first_line_used` characters of header name) at most 76, and each cut
@@ -174,23 +181,30 @@ def encoded_words(value: str, first_line_used: int) -> list[str]:
     or "Q", whichever is shorter for the whole value, as the standard library chooses."""
     clusters = [cluster.encode("utf-8") for cluster in _GRAPHEME.findall(value)]
     data = b"".join(clusters)
-    use_q = len(_q_encoded(data)) <= _b_length(len(data))
+    use_q = _q_length(data) <= _b_length(len(data))
     words: list[str] = []
-    chunk = b""
     room = _ENCODED_LINE - first_line_used
 
-    def fits(candidate: bytes) -> bool:
-        size = len(_q_encoded(candidate)) if use_q else _b_length(len(candidate))
-        return _WORD_FRAME + size <= min(_ENCODED_WORD, room)
+    def size(piece: bytes) -> int:
+        """What the piece adds to a word: Q's length adds up byte by byte; B's is counted from
+        the bytes of the whole word."""
+        return _q_length(piece) if use_q else len(piece)
+
+    def fits(measure: int) -> bool:
+        encoded = measure if use_q else _b_length(measure)
+        return _WORD_FRAME + encoded <= min(_ENCODED_WORD, room)
 
     # A cluster too long for any word (a long emoji sequence) goes code point by code point.
     pieces = [piece for cluster in clusters for piece in
-              ([cluster] if fits(cluster) else [c.encode("utf-8") for c in cluster.decode()])]
+              ([cluster] if fits(size(cluster)) else [c.encode("utf-8") for c in cluster.decode()])]
+    chunk, measure = b"", 0
     for piece in pieces:
-        if chunk and not fits(chunk + piece):
+        added = size(piece)
+        if chunk and not fits(measure + added):
             words.append(_encoded_word(chunk, use_q))
-            chunk, room = b"", _ENCODED_LINE - 1
+            chunk, measure, room = b"", 0, _ENCODED_LINE - 1
         chunk += piece
+        measure += added
     if chunk:
         words.append(_encoded_word(chunk, use_q))
     return words
