@@ -137,31 +137,24 @@ class TimedLinks:
         return getattr(self._links, name)
 
 
-BUILD_NAMES = ("build_message", "message_parts")
-"""What the dispatcher module may have imported to build a message (whichever it has is timed)."""
-
-
 @contextmanager
 def timed_build_message(watch: Stopwatch) -> Any:
-    """Wraps the message builder the dispatcher module imported (build_message, or message_parts
-    where it builds the message in parts), as the "build_message" phase, for one run."""
+    """Wraps the message_parts the dispatcher module imported (the headers made, the bodies left
+    to the relay process), as the "build_message" phase, for the duration of one run."""
     import nurture.engine.decisions as dispatcher_module
 
     namespace = vars(dispatcher_module)
-    originals = {name: namespace[name] for name in BUILD_NAMES if name in namespace}
+    original = namespace["message_parts"]
 
-    def timed(original: Any) -> Any:
-        def build(*args: Any, **kwargs: Any) -> Any:
-            with watch.phase("build_message"):
-                return original(*args, **kwargs)
-        return build
+    def message_parts(*args: Any, **kwargs: Any) -> Any:
+        with watch.phase("build_message"):
+            return original(*args, **kwargs)
 
-    for name, original in originals.items():
-        namespace[name] = timed(original)
+    namespace["message_parts"] = message_parts
     try:
         yield
     finally:
-        namespace.update(originals)
+        namespace["message_parts"] = original
 
 
 def prebuild(content: Any, persons: list[Any], now: Any) -> list[tuple[str, bytes]]:
