@@ -45,8 +45,9 @@ class Faults:
     """The reply to every MAIL FROM, e.g. "553 5.7.1 Sender not allowed"; None accepts."""
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     """Lower-cased address -> the reply to its RCPT, e.g. "550 5.1.1 No such user"."""
-    data_actions: deque[str] = field(default_factory=deque)
-    """Consumed one per DATA command: a reply line, or DROP; once empty, DATA succeeds."""
+    data_actions: deque[str | None] = field(default_factory=deque)
+    """Consumed one per DATA command: a reply line, DROP, or None to accept; once empty, DATA
+    succeeds."""
     domain_replies: dict[str, str] = field(default_factory=dict)
     """Lower-cased domain -> the reply to the RCPT of any address there."""
     rcpt_by_domain: Counter[str] = field(default_factory=Counter)

@@ -283,9 +283,12 @@ class _Child:
         result = self._transport.start(prepared)
         if result is None:
             # The relay is reading the body and deciding: meanwhile hand back the answers
-            # the parent may be waiting for, and make the next message ready.
+            # the parent may be waiting for, make the next message ready, and put its
+            # envelope behind this body, so that one round trip answers both.
             self._hand_back()
             self._read_ahead()
+            if self._prepared_ahead is not None:
+                self._transport.send_ahead(self._prepared_ahead)
             result = self._transport.complete()
         self._answers.append((result, time.monotonic()))
         if skip_after_failure:

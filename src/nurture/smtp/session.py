@@ -4,7 +4,8 @@ body, then the relay's verdict on it; the envelope and the dot-stuffed body are 
 Between the halves the relay digests the body, and the relay process prepares the next message.
 The replies, the exceptions and the connection handling are sendmail's own (CPython 3.11+).
 With a relay that offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go in one write and their
-replies are read together: one round trip where sendmail waits for three."""
+replies are read together: one round trip where sendmail waits for three; the relay process
+writes the next message's envelope right behind a body, so each message costs one round trip."""
 
 from __future__ import annotations
 
@@ -66,12 +67,19 @@ def _quoted(address: str) -> str:
     return _quoted_slowly(address)
 
 
-def start(smtp: smtplib.SMTP, prepared: PreparedMessage) -> dict[str, tuple[int, bytes]]:
+def pipelines(smtp: smtplib.SMTP) -> bool:
+    """The relay offers PIPELINING (after EHLO)."""
+    return bool(smtp.does_esmtp and smtp.has_extn("pipelining"))
+
+
+def start(smtp: smtplib.SMTP, prepared: PreparedMessage, *,
+          envelope_sent: bool = False) -> dict[str, tuple[int, bytes]]:
     """MAIL, RCPT, DATA and the body, as sendmail sends them; the recipients refused (while at
-    least one is accepted). Raises what sendmail raises for a refusal before the body."""
+    least one is accepted). Raises what sendmail raises for a refusal before the body.
+    `envelope_sent`: `send_envelope` wrote MAIL, RCPT and DATA already (behind the body before)."""
     smtp.ehlo_or_helo_if_needed()
-    if smtp.does_esmtp and smtp.has_extn("pipelining"):
-        return _start_pipelined(smtp, prepared)
+    if envelope_sent or pipelines(smtp):
+        return _start_pipelined(smtp, prepared, envelope_sent=envelope_sent)
     smtp.putcmd("mail", f"FROM:{prepared.sender}{_mail_options(smtp, prepared)}")
     code, reply = smtp.getreply()
     if code != 250:
@@ -86,15 +94,22 @@ def start(smtp: smtplib.SMTP, prepared: PreparedMessage) -> dict[str, tuple[int,
     return refused
 
 
-def _start_pipelined(smtp: smtplib.SMTP,
-                     prepared: PreparedMessage) -> dict[str, tuple[int, bytes]]:
-    """`start` in one write: every reply is still read, in order, and each refusal ends as
-    sendmail's would (a relay answers a DATA that follows a refused envelope with 503 or 554; if
-    it says 354 anyway, an empty body ends that transaction before RSET)."""
+def send_envelope(smtp: smtplib.SMTP, prepared: PreparedMessage) -> None:
+    """MAIL, RCPT and DATA in one write, their replies left to `start(envelope_sent=True)`. Only
+    to a relay that `pipelines`: behind the body of the message before, RFC 2920 allows it."""
     commands = [f"MAIL FROM:{prepared.sender}{_mail_options(smtp, prepared)}"]
     commands += [f"RCPT TO:{quoted}" for _, quoted in prepared.recipients]
     commands.append("DATA")
     smtp.send("".join(f"{command}\r\n" for command in commands))
+
+
+def _start_pipelined(smtp: smtplib.SMTP, prepared: PreparedMessage, *,
+                     envelope_sent: bool) -> dict[str, tuple[int, bytes]]:
+    """`start` in one write: every reply is still read, in order, and each refusal ends as
+    sendmail's would (a relay answers a DATA that follows a refused envelope with 503 or 554; if
+    it says 354 anyway, an empty body ends that transaction before RSET)."""
+    if not envelope_sent:
+        send_envelope(smtp, prepared)
     mail_code, mail_reply = smtp.getreply()
     if mail_code == 421:  # the relay is closing: the rest will not be answered
         smtp.close()
@@ -159,11 +174,14 @@ def _rcpt_reply(smtp: smtplib.SMTP, address: str, refused: dict[str, tuple[int, 
         raise smtplib.SMTPRecipientsRefused(refused)
 
 
-def complete(smtp: smtplib.SMTP) -> None:
-    """The relay's verdict on the body; raises SMTPDataError when it is not 250."""
+def complete(smtp: smtplib.SMTP, *, next_envelope_sent: bool = False) -> None:
+    """The relay's verdict on the body; raises SMTPDataError when it is not 250. With the next
+    message's envelope already behind the body, no RSET follows a refusal: the verdict ended the
+    transaction, and an RSET now would land inside the next one."""
     code, reply = smtp.getreply()
     if code != 250:
-        _after_refusal(smtp, code)
+        if code == 421 or not next_envelope_sent:
+            _after_refusal(smtp, code)
         raise smtplib.SMTPDataError(code, reply)
 
 

@@ -68,6 +68,8 @@ class SmtpTransport:
         self._probe_idle_after = probe_idle_after
         self._smtp: _ReplyMemory | None = None
         self._in_progress: tuple[_ReplyMemory, dict[str, tuple[int, bytes]]] | None = None
+        self._ahead: PreparedMessage | None = None
+        """The message whose envelope went out behind the body in progress (`send_ahead`)."""
         self._last_used = 0.0
         self._lock = threading.Lock()
 
@@ -96,11 +98,34 @@ class SmtpTransport:
         with self._lock:
             return self._complete()
 
+    def send_ahead(self, prepared: PreparedMessage) -> bool:
+        """Between `start` and `complete`: write the next message's envelope behind the body,
+        so that the relay answers both at once (RFC 2920); the next `start` must be this
+        message's. False when the relay does not pipeline, or there is no body in progress."""
+        with self._lock:
+            if self._in_progress is None or self._ahead is not None:
+                return False
+            smtp = self._in_progress[0]
+            if not smtp_session.pipelines(smtp):
+                return False
+            try:
+                smtp_session.send_envelope(smtp, prepared)
+            except (smtplib.SMTPException, OSError):
+                return False  # the body's verdict will say what became of the connection
+            self._ahead = prepared
+            return True
+
     def _start(self, prepared: PreparedMessage) -> SendResult | None:
         if self._in_progress is not None:
             raise RuntimeError("a message was started and not completed")
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and (ahead is not prepared or self._smtp is None):
+            # An envelope is on the wire for another message: the session's state is unknown.
+            self._drop()
+            ahead = None
         try:
-            smtp = self._connection()
+            smtp = self._smtp if ahead is not None and self._smtp is not None \
+                else self._connection()
         except smtplib.SMTPResponseException as error:
             # Greeting, EHLO, STARTTLS or AUTH refused: a problem with the relay or our
             # credentials, never with this recipient, so it must not count as a bounce.
@@ -112,7 +137,8 @@ class SmtpTransport:
             logger.warning("SMTP %s: cannot connect (%s)", self.where, type(error).__name__)
             return self._failure(SendErrorKind.CONNECTION, None, _reply_text(f"{self.where}: {error}"))
         refused: dict[str, tuple[int, bytes]] = {}
-        failure = self._guarded(lambda: refused.update(smtp_session.start(smtp, prepared)))
+        failure = self._guarded(lambda: refused.update(
+            smtp_session.start(smtp, prepared, envelope_sent=ahead is not None)))
         if failure is not None:
             self._last_used = time.monotonic()
             return failure
@@ -124,7 +150,8 @@ class SmtpTransport:
             raise RuntimeError("complete() without a message started")
         (smtp, refused), self._in_progress = self._in_progress, None
         try:
-            failure = self._guarded(lambda: smtp_session.complete(smtp))
+            failure = self._guarded(lambda: smtp_session.complete(
+                smtp, next_envelope_sent=self._ahead is not None))
         finally:
             self._last_used = time.monotonic()
         if failure is not None:
@@ -269,6 +296,7 @@ class SmtpTransport:
 
     def _drop(self) -> None:
         self._in_progress = None
+        self._ahead = None
         smtp, self._smtp = self._smtp, None
         if smtp is not None:
             smtp.close()
@@ -276,7 +304,7 @@ class SmtpTransport:
     def close(self) -> None:
         """QUIT politely and forget the connection; errors are ignored, the socket is closed."""
         with self._lock:
-            self._in_progress = None
+            self._in_progress = self._ahead = None
             smtp, self._smtp = self._smtp, None
             if smtp is None or smtp.sock is None:
                 return

@@ -80,6 +80,34 @@ def test_the_child_assembles_messages_and_one_it_cannot_fails_alone(
     assert b"Text 3" in received[1].data
 
 
+@pytest.mark.parametrize("fault", ["451 4.3.0 Try again later", "554 5.6.0 Rejected content",
+                                   "421 4.3.2 Closing", "drop"])
+def test_a_refused_body_with_the_next_envelope_behind_it_leaves_the_rest_intact(
+        relay: ProcessTransport, smtp_server: RecordingSmtpServer, fault: str) -> None:
+    """The child writes each message's envelope behind the body before (one round trip a
+    message): a verdict refusing that body must not spoil the next transaction."""
+    relay.reset()
+    relay.begin(message(0))  # the session is open before the messages under test
+    assert finish(relay) is not None
+    smtp_server.faults.data_actions.extend([None, None, "drop" if fault == "drop" else fault])
+    for number in range(1, 7):
+        relay.begin(message(number))
+    outcomes = [finish(relay) for _ in range(6)]
+
+    third = outcomes[2]
+    assert third is not None and not third.ok
+    if fault == "drop":
+        assert third.error_kind is SendErrorKind.CONNECTION
+        assert outcomes[3:] == [None, None, None], "behind a lost connection, nothing is tried"
+        relay.reset()
+        for number in range(4, 7):
+            relay.begin(message(number))
+        outcomes[3:] = [finish(relay) for _ in range(3)]
+    assert all(o is not None and o.ok for i, o in enumerate(outcomes) if i != 2)
+    arrived = [m.data.split(b"\r\n")[2] for m in smtp_server.wait_for(6)]
+    assert arrived == [f"Message-ID: <m{n}@nurture.test>".encode() for n in (0, 1, 2, 4, 5, 6)]
+
+
 def test_behind_a_connection_failure_nothing_is_attempted_until_reset(
         relay: ProcessTransport, smtp_server: RecordingSmtpServer) -> None:
     relay.reset()
