@@ -27,6 +27,7 @@ MAX_BACKOFF = 300.0
 """Seconds a deferring group is held: from the first, doubling, to at most this (Postfix's
 minimal_backoff_time is 300 s)."""
 
+
 @dataclass
 class _Pace:
     group: DomainGroup
@@ -130,7 +131,8 @@ class DestinationPacer:
         """The groups that have been sent to, slowed ones first."""
         views = [PaceView(p.group.name, max(1, int(p.window)), _concurrency(p.group), p.in_flight,
                           round(max(0.0, p.held_until - now), 1), p.deferrals, p.last_reply)
-                 for p in self._paces.values()]
+                 # A copy: the metrics thread reads while the dispatcher adds groups.
+                 for p in list(self._paces.values())]
         return sorted(views, key=lambda v: (v.window >= v.concurrency, v.group))
 
 

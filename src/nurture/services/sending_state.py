@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from typing import Any
 
 from nurture.engine.destinations import DestinationPacer
@@ -20,6 +21,6 @@ def sending_state(transport: Transport, pacer: DestinationPacer) -> str:
                    "retry_in": round(relay.breaker.retry_in(), 1), "limited": relay.limited,
                    "left_today": relay.budget.left_today if relay.budget is not None else None}
                   for relay in transport.relays]
-    destinations = [view.__dict__ for view in pacer.view(time.monotonic())
+    destinations = [asdict(view) for view in pacer.view(time.monotonic())
                     if view.held_for > 0 or view.window < view.concurrency]
     return json.dumps({"relays": relays, "destinations": destinations})
