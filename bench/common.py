@@ -20,6 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench import procstat
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -343,7 +345,7 @@ class SchedulerProcess:
 
 # -- databases -----------------------------------------------------------------------------------
 
-def _conninfo(url: str) -> str:
+def conninfo(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -354,7 +356,7 @@ def postgres_problem(admin_url: str) -> str | None:
     import psycopg
 
     try:
-        with psycopg.connect(_conninfo(admin_url), autocommit=True, connect_timeout=5) as conn:
+        with psycopg.connect(conninfo(admin_url), autocommit=True, connect_timeout=5) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as error:
         return f"PostgreSQL unreachable: {str(error).strip()}"
@@ -365,7 +367,7 @@ def postgres_version(admin_url: str) -> str | None:
     import psycopg
 
     try:
-        with psycopg.connect(_conninfo(admin_url), autocommit=True, connect_timeout=5) as conn:
+        with psycopg.connect(conninfo(admin_url), autocommit=True, connect_timeout=5) as conn:
             row = conn.execute("SHOW server_version").fetchone()
     except psycopg.Error:
         return None
@@ -394,7 +396,7 @@ def database(backend: str, options: Options, workdir: Path, *, migrate: bool = T
     from sqlalchemy.engine import make_url
 
     name = f"nurture_bench_{uuid.uuid4().hex[:12]}"
-    admin = _conninfo(options.postgres_url)
+    admin = conninfo(options.postgres_url)
     with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = make_url(options.postgres_url).set(database=name).render_as_string(hide_password=False)
@@ -491,13 +493,8 @@ class Stopwatch:
 
 
 def process_cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a live process (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return math.nan
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    """User plus system CPU time of a live process (Linux /proc); NaN when it is gone."""
+    return procstat.cpu_seconds(pid)
 
 
 # -- raw smtplib blasts (the baselines of e2e and scale-out) --------------------------------------

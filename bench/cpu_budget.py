@@ -44,11 +44,13 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from bench import procstat
 from bench.common import (
     BENCH_SEQUENCE,
     Options,
     Stopwatch,
     backends_available,
+    conninfo,
     data_key,
     database,
     enroll_people,
@@ -237,24 +239,7 @@ def worker(job: Job, ready: Any, start: Event, results: Any, release: Event) -> 
 
 def child_pids(name: str) -> list[int]:
     """Children of this process whose command name is `name` (from /proc)."""
-    me = os.getpid()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            comm, rest = (entry / "stat").read_text().split(") ", 1)
-        except (OSError, ValueError):
-            continue
-        if comm.split("(", 1)[1] == name and int(rest.split()[1]) == me:
-            found.append(int(entry.name))
-    return found
-
-
-def _admin_conninfo(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return [pid for pid in procstat.children(os.getpid()) if procstat.command_name(pid) == name]
 
 
 @dataclass
@@ -293,7 +278,7 @@ class BackendMeter:
     def start(self) -> None:
         import psycopg
 
-        self._conn = psycopg.connect(_admin_conninfo(self.admin_url), autocommit=True)
+        self._conn = psycopg.connect(conninfo(self.admin_url), autocommit=True)
         self.sample(baseline=True)
         self._thread = threading.Thread(target=self._loop, daemon=True, name="pg backend meter")
         self._thread.start()

@@ -38,6 +38,7 @@ from bench.common import (
     BENCH_SEQUENCE,
     Options,
     SchedulerProcess,
+    conninfo,
     database,
     enroll_people,
     fmt_rate,
@@ -66,12 +67,6 @@ SINK_POLL = 0.1
 POSTGRES_POLL = 0.5
 
 
-def _conninfo(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 def _database_name(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -85,7 +80,7 @@ class PostgresCpu:
     def __init__(self, admin_url: str, database_name: str) -> None:
         import psycopg
 
-        self._conn = psycopg.connect(_conninfo(admin_url), autocommit=True, connect_timeout=5)
+        self._conn = psycopg.connect(conninfo(admin_url), autocommit=True, connect_timeout=5)
         self._database = database_name
         own = self._conn.execute("SELECT pg_backend_pid()").fetchone()
         assert own is not None
@@ -285,7 +280,7 @@ def measure(options: Options, work: Path, content: Any, holder: Any, processes: 
 
     with database("postgresql", options, work) as url:
         enroll_seconds = _enroll(url, holder, count, options)
-        with psycopg.connect(_conninfo(url), autocommit=True, connect_timeout=5) as conn:
+        with psycopg.connect(conninfo(url), autocommit=True, connect_timeout=5) as conn:
             _prepare(conn)
             own = conn.execute("SELECT pg_backend_pid()").fetchone()
             postgres = PostgresCpu(options.postgres_url, _database_name(url))
