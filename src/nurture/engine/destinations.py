@@ -9,19 +9,17 @@ After the hold, each acceptance widens the window by one, back to the group's ow
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from nurture.engine.pacing import SEND_AHEAD_LIMIT
 from nurture.engine.ports import SendErrorKind, SendResult
 from nurture.engine.relay_limits import Budget
-from nurture.engine.replies import destination_deferral
+from nurture.engine.replies import destination_deferral, without_addresses
 from nurture.setting_values import DEFAULT_GROUPS, DomainGroup
 
 HELD_BY_PACING = "held: "
 """How the error of a delivery begins when its destination group holds it."""
-_ADDRESS = re.compile(r"[^\s<>\"']+@[^\s<>\"']+")
 MIN_BACKOFF = 1.0
 MAX_BACKOFF = 300.0
 """Seconds a deferring group is held: from the first, doubling, to at most this (Postfix's
@@ -115,7 +113,7 @@ class DestinationPacer:
         if destination_deferral(result):
             pace.deferrals += 1
             # A reply may quote the recipient: what status shows keeps no address.
-            pace.last_reply = _ADDRESS.sub("<address>", result.message)[:120]
+            pace.last_reply = without_addresses(result.message)[:120]
             pace.window = 1.0
             # Every reply of a burst in flight says the same: hold once per backoff, not per reply.
             if pace.held_until <= now:

@@ -1,4 +1,5 @@
-"""What a relay's reply means beyond its class: a destination's request to slow down."""
+"""What a relay's reply means beyond its class (a destination's request to slow down), and the
+reply without the addresses it may quote."""
 
 from __future__ import annotations
 
@@ -7,6 +8,12 @@ import re
 from nurture.engine.ports import SendErrorKind, SendResult
 
 _POLICY_CODE = re.compile(r"^\s*4\.7\.\d{1,3}\b")
+_ADDRESS = re.compile(r"[^\s<>\"']+@[^\s<>\"']+")
+
+
+def without_addresses(text: str) -> str:
+    """SMTP replies often quote the recipient: such text is personal data, kept without it."""
+    return _ADDRESS.sub("<address>", text)
 
 
 def destination_deferral(result: SendResult) -> bool:

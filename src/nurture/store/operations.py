@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,6 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from nurture.engine.ports import DeliveryStatus, Progress, SubscriberStatus
+from nurture.engine.replies import without_addresses
 from nurture.store.models import (
     Delivery,
     SchedulerHeartbeat,
@@ -27,8 +27,6 @@ from nurture.store.rules import address_hash
 _WAITING = (DeliveryStatus.QUEUED.value, DeliveryStatus.DEFERRED.value)
 _LEFT = (SubscriberStatus.UNSUBSCRIBED.value, SubscriberStatus.BOUNCED.value,
          SubscriberStatus.COMPLAINED.value)
-# SMTP replies often quote the recipient: such text is personal data too.
-_ADDRESS = re.compile(r"[^\s<>\"']+@[^\s<>\"']+")
 # Subscribers purged between two reports of progress.
 PURGE_REPORT_EVERY = 500
 
@@ -138,7 +136,7 @@ def purge_departed(engine: Engine, *, older_than: datetime, now: datetime,
                 select(Delivery.id, Delivery.last_error).where(
                     Delivery.subscriber_id.in_(ids), Delivery.last_error.is_not(None))):
             conn.execute(update(delivery_table).where(delivery_table.c.id == delivery_id)
-                         .values(last_error=_ADDRESS.sub("<address>", error or "")))
+                         .values(last_error=without_addresses(error or "")))
         conn.execute(delete(delivery_table).where(delivery_table.c.subscriber_id.in_(ids),
                                                   delivery_table.c.status.in_(_WAITING)))
     return len(rows)
