@@ -140,5 +140,7 @@ def test_three_schedulers_share_one_limit_of_50_a_second(
     # (tests/integration/store/test_shared_rate.py); at the relay, arrivals bunch up by what the
     # machine delays (here one loaded test server reads three connections), so the second-long
     # figure is printed, and the rate over the whole run is what is held to.
-    assert 45 <= average <= 50.5
+    # The upper end is the limit; the lower one only that the three keep sending near it (a
+    # loaded machine slows the schedulers themselves, and a wrong wait gives a few a second).
+    assert 35 <= average <= 50.5
     assert all(sent > 0 for sent in per_process), "every process sent its part"
