@@ -69,7 +69,16 @@ def _check_tree(
     """Unknown variables, personal values changed or compared, and unknown hesitation keys."""
     allowed = BODY_VARIABLES | set(composer.env.globals)
     known = ", ".join(sorted(BODY_VARIABLES))
-    for name in sorted(meta.find_undeclared_variables(ast) - allowed):
+    try:
+        undeclared = meta.find_undeclared_variables(ast)
+    except jinja2.TemplateSyntaxError as error:
+        # Found only when compiling, such as a filter that does not exist.
+        message = (error.message or "it cannot be compiled").rstrip(".")
+        out.add(place(error.lineno), f"{what}: {message}",
+                "correct the name, or use one of Jinja's own filters (such as upper, title, "
+                "default)")
+        return
+    for name in sorted(undeclared - allowed):
         out.add(place(first_line(ast, name)), f"{what}: unknown variable '{name}'", f"use one of: {known}")
     for name, line in personal_misuse(ast):
         out.add(

@@ -571,6 +571,15 @@ def test_check_step_reports_a_syntax_error_with_its_line(tmp_path: Path) -> None
     assert "endif" in problem.message
 
 
+def test_check_step_reports_an_unknown_filter_with_its_line(tmp_path: Path) -> None:
+    # Jinja finds it only when compiling: it once escaped the checks as a crash.
+    root = copy_templates(tmp_path, {"probe/filter.md": "Hi,\n\n{{ 'x' | no_such_filter }}\n"})
+    library = TemplateLibrary(root)
+    [problem] = library.check_step(SEQUENCE, step_for("probe/filter.md"))
+    assert (problem.path, problem.line) == (root / "emails" / "probe" / "filter.md", 3)
+    assert problem.message == "body: No filter named 'no_such_filter'"
+
+
 def test_check_step_reports_unknown_variables_with_the_known_ones(tmp_path: Path) -> None:
     root = copy_templates(tmp_path, {"probe/unknown.md": "Hi,\n\n{{ firstname }}\n"})
     library = TemplateLibrary(root)
