@@ -30,6 +30,7 @@ from nurture.setting_values import (
     check_database_url,
     check_log_level,
     check_smtp_url,
+    parse_admin_roles,
     parse_admin_users,
     parse_origins,
     parse_proxies,
@@ -48,6 +49,7 @@ class SettingsError(Exception):
 
 
 LogFormat = Literal["auto", "console", "json"]
+ContentSource = Literal["files", "database"]
 
 
 class Environment(StrEnum):
@@ -90,6 +92,12 @@ class Settings(BaseSettings):
     postal_address: str = DEFAULT_POSTAL_ADDRESS
     sequences_dir: Path = Path("sequences")
     templates_dir: Path = Path("templates")
+    content_source: ContentSource = Field(
+        default="files", description="files: sequences/ and templates/ on each host; database: "
+        "versions saved in the admin editor or imported, read by every host from the database")
+    content_cache_dir: Path = Field(
+        default=Path("var/content"), description="with NURTURE_CONTENT_SOURCE=database: where "
+        "each process writes the live version's files to read them")
     tick_seconds: float = Field(default=5.0, gt=0, le=3600)
     batch_size: int = Field(default=200, ge=1, le=10_000)
     lease_seconds: int = Field(default=300, ge=10, le=86_400)
@@ -125,6 +133,10 @@ class Settings(BaseSettings):
     signup_per_address_per_hour: int = Field(default=5, ge=1)
     admin_users: Annotated[tuple[tuple[str, str], ...], NoDecode] = Field(
         default=(), description="admin logins: name:argon2-hash, comma separated")
+    admin_roles: Annotated[tuple[tuple[str, str], ...], NoDecode] = Field(
+        default=(), description="name:role, comma separated; roles: viewer (previews and "
+        "results), editor (edits content), admin (also sees users and the audit log); "
+        "a user not listed is a viewer")
     # Relay limits for the whole deployment, shared out among the scheduler processes; 0: no limit.
     rate_per_second: FiniteFloat = Field(default=0.0, ge=0)
     rate_per_minute: FiniteFloat = Field(default=0.0, ge=0)
@@ -141,6 +153,26 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_origins(cls, value: object) -> object:
         return parse_origins(value) if isinstance(value, str) else value
+
+    @field_validator("admin_roles", mode="before")
+    @classmethod
+    def _parse_admin_roles(cls, value: object) -> object:
+        return parse_admin_roles(value) if isinstance(value, str) else value
+
+    @field_validator("admin_roles", mode="after")
+    @classmethod
+    def _roles_name_users(cls, value: tuple[tuple[str, str], ...],
+                          info: ValidationInfo) -> tuple[tuple[str, str], ...]:
+        users = {name for name, _ in info.data.get("admin_users", ())}
+        unknown = [name for name, _ in value if name not in users]
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)} not in NURTURE_ADMIN_USERS: give each a "
+                             "login there, or remove the role")
+        return value
+
+    def admin_role(self, name: str) -> str:
+        """The user's role in the admin pages: viewer unless NURTURE_ADMIN_ROLES says more."""
+        return dict(self.admin_roles).get(name, "viewer")
 
     @field_validator("admin_users", mode="before")
     @classmethod

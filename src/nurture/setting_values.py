@@ -160,6 +160,26 @@ def parse_admin_users(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(users.items())
 
 
+ADMIN_ROLES = ("viewer", "editor", "admin")
+
+
+def parse_admin_roles(text: str) -> tuple[tuple[str, str], ...]:
+    """`alice:admin,bob:editor`: each user's role in the admin pages."""
+    roles: dict[str, str] = {}
+    for piece in (p.strip() for p in text.split(",")):
+        if not piece:
+            continue
+        name, _, role = piece.partition(":")
+        name, role = name.strip(), role.strip().lower()
+        if role not in ADMIN_ROLES:
+            raise ValueError(f"'{piece[:60]}': the role must be one of {', '.join(ADMIN_ROLES)} "
+                             "(name:role)")
+        if name in roles:
+            raise ValueError(f"the user '{name}' has two roles")
+        roles[name] = role
+    return tuple(roles.items())
+
+
 def check_log_level(value: str) -> str:
     level = value.strip().upper()
     if not isinstance(logging.getLevelName(level), int):

@@ -167,13 +167,13 @@ def print_variant_blocks(reports: Seq[ExperimentReport], *, terminal: bool) -> N
 
 def cmd_experiments(settings: Settings, args: argparse.Namespace) -> int:
     from nurture.cli.tables import for_a_person
-    from nurture.content.library import load_content
     from nurture.services.experiments import judge_experiments, report
+    from nurture.services.runtime import live_content
     from nurture.store.database import ensure_migrated, make_engine
 
     engine = make_engine(settings.database_url)
     ensure_migrated(engine)
-    content = load_content(settings.sequences_dir, settings.templates_dir)
+    content = live_content(settings)
     now = args.at or utcnow()
     keys = set(args.experiment) or None
     known = {step.experiment.key for _, step in content.experiments if step.experiment is not None}

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from nurture.cli import (
     bounces,
+    content,
     database,
     enroll,
     experiments,
@@ -26,13 +27,14 @@ from nurture.domain.problems import ContentInvalid
 
 # Commands that print their own results: their logs stay at WARNING unless NURTURE_LOG_LEVEL says.
 QUIET_COMMANDS = frozenset({"enroll", "dispatch", "sequences", "db", "bounces", "run",
-                            "subscribers", "experiments"})
+                            "subscribers", "experiments", "content"})
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nurture", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (database, sequences, enroll, services, marketing, experiments, ops, bounces):
+    for group in (database, sequences, content, enroll, services, marketing, experiments, ops,
+                  bounces):
         group.register(commands)
     return parser
 

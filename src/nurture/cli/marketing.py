@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from nurture.cli.arguments import EXIT_USAGE, CommandError, Commands, say
 from nurture.clock import parse_instant, utcnow
 from nurture.config import Settings
-from nurture.content.library import Content, load_content
+from nurture.content.library import Content
 from nurture.content.personas import Persona, PersonaInvalid, parse_persona
 from nurture.domain.experiments import HOLDOUT
 from nurture.domain.model import Sequence, Step
@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 
 
 def _content(settings: Settings) -> Content:
-    return load_content(settings.sequences_dir, settings.templates_dir)
+    from nurture.services.runtime import live_content
+
+    return live_content(settings)
 
 
 def _persona(args: argparse.Namespace) -> Persona:

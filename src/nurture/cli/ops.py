@@ -57,6 +57,15 @@ def cmd_config_check(settings: Settings, args: Any) -> int:
     if settings.relays_file is not None:
         # The relays' URLs as describe() gives them: user, host and port, never a password.
         sys.stdout.write(f"relays ({settings.relays_file}) {settings.relays.describe()}\n")
+    if settings.content_source == "database":
+        sys.stdout.write(f"content: the database's newest version, edited at /admin/content or "
+                         f"with `nurture content import`; each process writes it under "
+                         f"{settings.content_cache_dir} (a database with none yet takes "
+                         f"{settings.sequences_dir} and {settings.templates_dir} at first start)\n")
+    else:
+        sys.stdout.write(f"content: the files in {settings.sequences_dir} and "
+                         f"{settings.templates_dir} on each host (the admin pages preview them; "
+                         "NURTURE_CONTENT_SOURCE=database lets them edit)\n")
     for name in unknown_variables():
         sys.stdout.write(f"warning: {name} is not a setting nurture knows; check its spelling\n")
     if settings.environment is not Environment.PRODUCTION:

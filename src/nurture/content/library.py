@@ -65,11 +65,16 @@ def content_files(sequences_dir: Path, templates_dir: Path) -> list[Path]:
 
 
 def content_version(sequences_dir: Path, templates_dir: Path) -> tuple[str, tuple[str, ...]]:
-    """A short hash of every content file's name and bytes: equal content, equal version."""
+    """A short hash of every content file's name and bytes: equal content, equal version. Names
+    are taken under `sequences/` and `templates/` wherever the folders are, so that hosts holding
+    the same content in different places agree on its version."""
     digest = hashlib.sha256()
     names = []
     for path in content_files(sequences_dir, templates_dir):
-        name = path.as_posix()
+        if path.is_relative_to(sequences_dir):
+            name = f"sequences/{path.relative_to(sequences_dir).as_posix()}"
+        else:
+            name = f"templates/{path.relative_to(templates_dir).as_posix()}"
         names.append(name)
         digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16], tuple(names)
@@ -177,7 +182,13 @@ class ContentHolder:
     """
 
     def __init__(self, sequences_dir: Path, templates_dir: Path, *, rules: bool = False,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 sync: Callable[[], tuple[Path, Path]] | None = None) -> None:
+        # Content kept elsewhere (the database) is written to folders of its own for each
+        # version: `sync` writes the newest and says which, before each look at the files.
+        self._sync = sync
+        if sync is not None:
+            sequences_dir, templates_dir = sync()
         self.sequences_dir = sequences_dir
         self.templates_dir = templates_dir
         self.rules = rules
@@ -215,6 +226,8 @@ class ContentHolder:
 
     def reload_if_changed(self) -> bool:
         """Load the files again if their hash changed; True when a new version took over."""
+        if self._sync is not None:
+            self.sequences_dir, self.templates_dir = self._sync()
         version, _ = content_version(self.sequences_dir, self.templates_dir)
         if version == self._current.version:
             return False

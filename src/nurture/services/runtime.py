@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from nurture.clock import utcnow
 from nurture.config import Settings
-from nurture.content.library import ContentHolder
+from nurture.content.library import Content, ContentHolder, load_content
 from nurture.engine.assignment import Assigner
 from nurture.engine.destinations import DestinationPacer
 from nurture.engine.dispatcher import Dispatcher
@@ -20,8 +21,11 @@ from nurture.engine.shared_rate import Bucket, SharedRateLimiter
 from nurture.engine.throttle import Throttle, ThrottleSettings
 from nurture.engine.tokens import LinkMaker, TokenSigner
 from nurture.rendering.types import Brand
+from nurture.services.content_editing import ContentEditor
+from nurture.services.content_mirror import ContentMirror, import_if_empty
 from nurture.setting_values import RelayLimits
 from nurture.smtp.factory import transport_from_settings
+from nurture.store.content_snapshots import SqlContentStore
 from nurture.store.database import ensure_migrated, make_engine
 from nurture.store.experiments import declared_winners
 from nurture.store.sql.store import SqlStore
@@ -88,6 +92,10 @@ class Runtime:
     store: SqlStore
     content: ContentHolder
 
+    def content_editor(self) -> ContentEditor:
+        """The editor of the content kept in this deployment's database."""
+        return ContentEditor(SqlContentStore(self.engine), utcnow)
+
     def transport(self, *, separate_process: bool = False) -> Transport:
         """The relays' transport, with their limits kept in this deployment's database."""
         return transport_from_settings(self.settings, separate_process=separate_process,
@@ -121,10 +129,23 @@ class Runtime:
         )
 
 
+def live_content(settings: Settings) -> Content:
+    """The content the schedulers send: the files, or the database's newest version."""
+    if settings.content_source == "files":
+        return load_content(settings.sequences_dir, settings.templates_dir)
+    return runtime_from(settings).content.current
+
+
 def runtime_from(settings: Settings, *, require_migrated: bool = True,
                  content_rules: bool = False) -> Runtime:
     engine = make_engine(settings.database_url)
     if require_migrated:
         ensure_migrated(engine)
-    content = ContentHolder(settings.sequences_dir, settings.templates_dir, rules=content_rules)
+    sync = None
+    if settings.content_source == "database":
+        editor = ContentEditor(SqlContentStore(engine), utcnow)
+        import_if_empty(editor, settings.sequences_dir, settings.templates_dir)
+        sync = ContentMirror(editor, settings.content_cache_dir).sync
+    content = ContentHolder(settings.sequences_dir, settings.templates_dir, rules=content_rules,
+                            sync=sync)
     return Runtime(settings=settings, engine=engine, store=SqlStore(engine), content=content)

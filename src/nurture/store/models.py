@@ -289,3 +289,56 @@ class SendBudget(Base):
 
 send_budget_table: Final = cast(Table, SendBudget.__table__)
 
+
+
+class ContentBlob(Base):
+    """One content file's text, by its SHA-256: versions that share a file store it once."""
+
+    __tablename__ = "content_blob"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class ContentSnapshot(Base):
+    """One saved version of the content (NURTURE_CONTENT_SOURCE=database), numbered from 1: the
+    newest is live. Who saved it, when, why, and the version it was edited from."""
+
+    __tablename__ = "content_snapshot"
+
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    saved_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    author: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    based_on: Mapped[int | None] = mapped_column(Integer)
+
+
+class ContentSnapshotFile(Base):
+    """A file of a saved version: its path under the content root and its blob."""
+
+    __tablename__ = "content_snapshot_file"
+
+    number: Mapped[int] = mapped_column(
+        Integer, ForeignKey("content_snapshot.number", ondelete="CASCADE"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(300), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), ForeignKey("content_blob.sha256"))
+
+
+class AdminAudit(Base):
+    """What was done in the admin pages that changes something: saves, restores, imports."""
+
+    __tablename__ = "admin_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    user: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    number: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+content_blob_table: Final = cast(Table, ContentBlob.__table__)
+content_snapshot_table: Final = cast(Table, ContentSnapshot.__table__)
+content_snapshot_file_table: Final = cast(Table, ContentSnapshotFile.__table__)
+admin_audit_table: Final = cast(Table, AdminAudit.__table__)

@@ -57,7 +57,7 @@ class EventAccepted(BaseModel):
 async def api_signup(body: SignupRequest, web: Web, caller: Caller, limit: SignupLimit) -> Response:
     values = body.values()
     if values.safety == "yes":
-        crisis = load_crisis(web.settings.templates_dir,
+        crisis = load_crisis(web.runtime.content.templates_dir,
                              crisis_locale(values.locale, values.time_zone))
         directory = crisis.directory
         payload = SignupNotTaken(crisis=CrisisModel(

@@ -53,7 +53,7 @@ def load_crisis(templates_dir: Path, locale: str) -> CrisisInfo:
 
 
 def crisis_page(web: WebContext, locale: str, *, after_signup: bool) -> HTMLResponse:
-    crisis = load_crisis(web.settings.templates_dir, locale)
+    crisis = load_crisis(web.runtime.content.templates_dir, locale)
     # The language switch of a signup's answer leads to /help: the form's page would be the wrong one.
     return web.pages.render("crisis.html", crisis=crisis, after_signup=after_signup, lang=locale,
                             switch_path="/help")

@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Final
 
 from nurture.content.library import ContentHolder
@@ -27,10 +26,9 @@ class Enroller:
     """Builds a confirmed subscriber's enrollment from the current content and selection rules,
     picking up edits to sequences/ at most every CONTENT_REFRESH_SECONDS."""
 
-    def __init__(self, content: ContentHolder, sequences_dir: Path) -> None:
+    def __init__(self, content: ContentHolder) -> None:
         self._content = content
-        self._path = sequences_dir / SELECTION_FILE
-        self._selection = load_selection(sequences_dir)
+        self._selection = load_selection(content.sequences_dir)
         problems = self._selection.check_sequences(content.current.sequences)
         if problems:
             raise ContentInvalid(problems)
@@ -47,7 +45,8 @@ class Enroller:
                 return
             self._checked_at = time.monotonic()
             self._content.refresh()
-            selection, problems = load_selection_file(self._path)
+            # The holder's folder: with content in the database, each version has its own.
+            selection, problems = load_selection_file(self._content.sequences_dir / SELECTION_FILE)
             if selection is None:
                 # The last good rules keep working, as with sequence files.
                 for problem in problems:
