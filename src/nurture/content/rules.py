@@ -69,6 +69,11 @@ DISCREET_OPENING_CHARS: Final = 300
 CONSULT_STEP: Final = "consult-invitation"
 _URL: Final = re.compile(r"https?://\S+")
 _DISCREET_IF: Final = re.compile(r"\{%-?\s*if\s+discreet\b")
+# What runs or loads on its own: mail clients strip it, filters score it as spam, and a preview of
+# the email must never be able to run it.
+_ACTIVE: Final = re.compile(
+    r"<\s*(script|iframe|object|embed|form|frame|frameset|applet|base|meta\s+http-equiv)\b"
+    r"|\s(on[a-z]+)\s*=|(javascript|vbscript)\s*:", re.IGNORECASE)
 DEFAULT_BOOKING_PATTERNS: Final[tuple[str, ...]] = (
     r"book(?:s|ed|ings?)?",
     r"schedul(?:e|es|ed|ing) (?:a|an|the|your|one) (?:free )?"
@@ -233,6 +238,20 @@ def _check_discreet_opening(rules: _Rules, library: TemplateLibrary, persona: Pe
         )
 
 
+def _check_active_html(email: RenderedEmail, out: _StepProblems) -> None:
+    match = _ACTIVE.search(email.html)
+    if match:
+        found = (match.group(1) and f"<{match.group(1)}>") or match.group(2) \
+            or f"a {match.group(3)}: link"
+        out.add(
+            f"active {found.lower()}",
+            f"step '{out.step.key}': the HTML holds {found}, which an email must not: mail "
+            "programs drop it and spam filters count it against the sender",
+            "remove it from the step's template or the layout; an email is text, links and "
+            "images",
+        )
+
+
 def _check_early_booking(rules: _Rules, persona: Persona, email: RenderedEmail, out: _StepProblems) -> None:
     # Addresses are not words a reader takes as an ask: a quiet link may end in /booked/<token>.
     words = _URL.sub("", body_text(email.text, rules.separator))
@@ -259,6 +278,7 @@ def _check_step(
         )
     for persona, email in renders.emails:
         _check_footer(library, rules.links, persona, email, out)
+        _check_active_html(email, out)
         revealing = rules.revealing(persona.locale)
         if persona.discreet and revealing is not None:
             _check_discreet_words(revealing, library, persona, email, out)

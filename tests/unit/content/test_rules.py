@@ -164,6 +164,23 @@ def test_an_html_layout_without_the_crisis_block_is_an_error(tmp_path: Path) -> 
     assert not any("text part" in m for m in messages)
 
 
+@pytest.mark.parametrize(("html", "named"), [
+    ("<script>alert(1)</script>", "<script>"),
+    ('<img src="x.png" alt="" onerror="alert(1)">', "onerror"),
+    ('<a href="javascript:alert(1)">here</a>', "a javascript: link"),
+    ('<iframe src="https://example.org/"></iframe>', "<iframe>"),
+])
+def test_html_that_would_run_or_load_on_its_own_is_an_error(
+    tmp_path: Path, html: str, named: str,
+) -> None:
+    # Typed into the layout in the browser editor as into a file: refused before it is saved.
+    sequences, library = make(tmp_path, [step("one")])
+    layout = library.templates_dir / "layouts" / "email.html"
+    layout.write_text(layout.read_text(encoding="utf-8").replace("</body>", html + "\n</body>"))
+    [problem] = errors(check_rules(sequences, TemplateLibrary(library.templates_dir)))
+    assert problem.message.startswith(f"step 'one': the HTML holds {named}, which an email must not")
+
+
 def test_missing_postal_address_and_pause_link_are_named(tmp_path: Path) -> None:
     sequences, library = make(tmp_path, [step("one")])
     layout = library.templates_dir / TEXT_LAYOUT

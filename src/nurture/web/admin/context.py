@@ -77,7 +77,8 @@ def page(admin: AdminContext, request: Request, template: str, *, user: str | No
     # Every page carries the sign-out form, so every page needs a CSRF field.
     cookie = admin.csrf.cookie_value(request)
     response = admin.pages.render(template, status=status, user=user,
-                                  csrf_token=admin.csrf.field_for(cookie), **context)
+                                  csrf_token=admin.csrf.field_for(cookie), **context,
+                                  role=admin.settings.admin_role(user) if user else "viewer")
     admin.csrf.set_cookie(response, cookie)
     return response
 

@@ -11,12 +11,23 @@ from starlette.requests import Request
 
 from nurture.config import Settings
 from nurture.services.runtime import Runtime
-from nurture.web.admin import deliveries, disabled, previews, results, sequences, sign_in
+from nurture.web.admin import (
+    deliveries,
+    disabled,
+    editor,
+    editor_history,
+    editor_preview,
+    previews,
+    results,
+    sequences,
+    sign_in,
+)
 from nurture.web.admin.auth import AdminAuth, AdminOptions
 from nurture.web.admin.context import AdminContext, admin_pages
 from nurture.web.security import CsrfGuard, SlidingWindowLimiter
 
-AREAS = (sign_in.router, sequences.router, previews.router, results.router, deliveries.router)
+AREAS = (sign_in.router, sequences.router, previews.router, results.router, deliveries.router,
+         editor.router, editor_preview.router, editor_history.router)
 
 
 def install_admin(app: FastAPI, settings: Settings, runtime: Runtime, *,
