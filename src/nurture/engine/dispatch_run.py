@@ -97,8 +97,6 @@ class Run:
     pending: deque[tuple[ClaimedDelivery, Batch]] = field(default_factory=deque)
     in_flight: deque[InFlight] = field(default_factory=deque)
     unrecorded: list[Outcome] = field(default_factory=list)
-    recorded_at: float = 0.0
-    """When outcomes were last written (the monotonic clock)."""
     batches: list[Batch] = field(default_factory=list)
     claims: int = 0
     more: bool = True

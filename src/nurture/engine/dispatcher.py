@@ -97,8 +97,7 @@ class Dispatcher:
                    recheck_every=policy.recheck_interval.total_seconds(),
                    # What waits in the sender was re-checked before it was handed over: it may
                    # hold no more of the relay's time than the re-check interval allows.
-                   ahead=min(policy.send_ahead, policy.recheck_interval).total_seconds(),
-                   recorded_at=self.monotonic())
+                   ahead=min(policy.send_ahead, policy.recheck_interval).total_seconds())
         try:
             self._work(run)
         finally:
@@ -161,26 +160,16 @@ class Dispatcher:
             run.pending.popleft()
             self._add(run, batch, decided)
             return True
-        if not self._may_send(run) or not self._make_room(run):
+        if not self._may_send(run):
             return False
         run.pending.popleft()
         self.pacer.handed_over(group)
         run.in_flight.append(InFlight(decided, batch, self.monotonic(),
                                        sender.submit(decided.message), group))
+        while len(run.in_flight) > run.pace.window(run.ahead):
+            if not self._collect(run, run.in_flight.popleft()):
+                return False  # the relay is unreachable: leave the rest for the next tick
         return True
-
-    def _make_room(self, run: Run) -> bool:
-        """Room in the window for one more message; False when the relay is unreachable or a
-        stop came meanwhile.
-
-        What a crash would send again is the messages with the relay and the outcomes not yet
-        written: both together stay within the window, one more included."""
-        while len(run.in_flight) + len(run.unrecorded) >= run.pace.window(run.ahead):
-            if run.unrecorded:
-                self._record(run)
-            elif not self._collect(run, run.in_flight.popleft()):
-                return False  # leave the rest for the next tick
-        return not self.stopping
 
     def _held(self, run: Run, claim: ClaimedDelivery, group: DomainGroup) -> Outcome | None:
         """None when a message may go to its destination group now; else the outcome that holds
@@ -312,17 +301,12 @@ class Dispatcher:
         run.unrecorded.append(outcome)
         batch.open -= 1
         batch.report.count(outcome)
-        if (len(run.unrecorded) >= self.policy.record_every
-                or self.monotonic() - run.recorded_at
-                >= self.policy.record_after.total_seconds()):
-            self._record(run)
 
     def _record(self, run: Run) -> None:
         unrecorded = run.unrecorded
         if unrecorded:
             self._retrying("record", lambda: self.store.record(unrecorded, owner=self.owner))
             run.unrecorded = []
-        run.recorded_at = self.monotonic()
         # A batch with no row open has had all its outcomes in what was just recorded.
         finished = [batch for batch in run.batches if batch.open == 0]
         for batch in finished:

@@ -1,5 +1,4 @@
-"""The dispatcher's tuning: batch size, leases, retries and backoff, re-checks, send-ahead and how
-often outcomes are written."""
+"""The dispatcher's tuning: batch size, leases, retries and backoff, re-checks and send-ahead."""
 
 from __future__ import annotations
 
@@ -22,10 +21,5 @@ class DispatchPolicy:
     """How much of the relay's time the messages handed over ahead of its replies may hold, at
     the relay's recent pace (at most the re-check interval): enough to keep it busy while a
     claim or a record runs, little enough that a stop waits no longer."""
-    record_every: int = 16
-    """Outcomes are written once this many wait (or `record_after` after the last write), and
-    before the messages with the relay and the outcomes not yet written would pass the
-    send-ahead window: a crash sends again at most that window's messages."""
-    record_after: timedelta = timedelta(milliseconds=50)
     store_retry: timedelta = timedelta(seconds=30)
     """How long to keep retrying the write of a batch's outcomes (capped at half the lease)."""
