@@ -363,11 +363,10 @@ class RecordWatcher:
         self._lock = threading.Lock()
         self.written = 0
 
-    def record(self, outcomes: Any, **kwargs: Any) -> Any:
-        result = self._store.record(outcomes, **kwargs)
+    def record(self, outcomes: Any, **kwargs: Any) -> None:
+        self._store.record(outcomes, **kwargs)
         with self._lock:
             self.written += len(outcomes)
-        return result
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
