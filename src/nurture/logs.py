@@ -27,6 +27,9 @@ THIRD_PARTY_LOGGERS = ("cssutils", "mail.log", "aiosmtpd", "alembic", "uvicorn",
 # dispatch pass outlasts the interval: by design (one pass at a time, the next tick carries on), and
 # the metrics show a busy scheduler better than a line per tick.
 SCHEDULER_LOGGERS = ("apscheduler",)
+# A parser's trace, a line per block rule per line of every template: at DEBUG it buried the
+# start-up under thousands of lines (and slowed it past a minute). Never shown.
+TRACE_LOGGERS = ("markdown_it",)
 
 # The console shows this many extra fields at most: a person reads a line, not a record.
 CONSOLE_FIELDS = 6
@@ -124,6 +127,8 @@ def configure_logging(level: str = "INFO", log_format: LogFormat = "auto", *,
         logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.WARNING)
     for name in SCHEDULER_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.ERROR)
+    for name in TRACE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
     return _resolved
 
 
