@@ -11,7 +11,6 @@ from uuid import UUID
 
 from nurture.content.library import Content
 from nurture.engine.decisions import Letterhead, MessageToSend
-from nurture.engine.outcome_writer import OutcomeWriter
 from nurture.engine.pacing import Pace
 from nurture.engine.ports import ClaimedDelivery, DeliveryStatus, LiveState, Outcome
 from nurture.engine.sending import PendingReply
@@ -98,8 +97,6 @@ class Run:
     pending: deque[tuple[ClaimedDelivery, Batch]] = field(default_factory=deque)
     in_flight: deque[InFlight] = field(default_factory=deque)
     unrecorded: list[Outcome] = field(default_factory=list)
-    writer: OutcomeWriter = field(init=False)
-    """Set by the dispatcher for the run's length."""
     batches: list[Batch] = field(default_factory=list)
     claims: int = 0
     more: bool = True

@@ -19,7 +19,6 @@ from nurture.engine.assignment import Assigner
 from nurture.engine.decisions import Letterhead, MessageToSend, decide, outcome_of_send, with_live
 from nurture.engine.destinations import HELD_BY_PACING, DestinationPacer
 from nurture.engine.dispatch_run import Batch, DispatchReport, InFlight, Run, RunClock
-from nurture.engine.outcome_writer import OutcomeWriter
 from nurture.engine.policy import DispatchPolicy
 from nurture.engine.ports import (
     ClaimedDelivery,
@@ -99,17 +98,13 @@ class Dispatcher:
                    # What waits in the sender was re-checked before it was handed over: it may
                    # hold no more of the relay's time than the re-check interval allows.
                    ahead=min(policy.send_ahead, policy.recheck_interval).total_seconds())
-        with OutcomeWriter(self._write_outcomes) as run.writer:
-            try:
-                self._work(run)
-            finally:
-                # Also after an error (a dropped database connection mid-run): what was sent
-                # must be recorded, or it comes back after the lease and goes out twice.
-                self._settle(run)
+        try:
+            self._work(run)
+        finally:
+            # Also after an error (a dropped database connection mid-run): what was sent must
+            # be recorded, or it comes back after the lease and goes out twice.
+            self._settle(run)
         return run.report
-
-    def _write_outcomes(self, outcomes: list[Outcome]) -> None:
-        self._retrying("record", lambda: self.store.record(outcomes, owner=self.owner))
 
     def _work(self, run: Run) -> None:
         """Claim and handle rows until none is due, `max_batches` claims are made, or the run
@@ -165,33 +160,16 @@ class Dispatcher:
             run.pending.popleft()
             self._add(run, batch, decided)
             return True
-        if not self._may_send(run) or not self._make_room(run):
+        if not self._may_send(run):
             return False
         run.pending.popleft()
         self.pacer.handed_over(group)
         run.in_flight.append(InFlight(decided, batch, self.monotonic(),
                                        sender.submit(decided.message), group))
+        while len(run.in_flight) > run.pace.window(run.ahead):
+            if not self._collect(run, run.in_flight.popleft()):
+                return False  # the relay is unreachable: leave the rest for the next tick
         return True
-
-    def _make_room(self, run: Run) -> bool:
-        """Room in the window for one more message; False when the relay is unreachable or a
-        stop came meanwhile.
-
-        What a crash would send again is what the relay has and what is not yet written: the
-        messages in flight, the outcomes not handed to the writer, and those it is writing.
-        All of them together stay within the window, the next message included. Outcomes go
-        to the writer half a window at a time, and it writes while this thread goes on."""
-        window = run.pace.window(run.ahead)
-        while len(run.in_flight) + len(run.unrecorded) + run.writer.pending >= window:
-            if run.unrecorded and (len(run.unrecorded) >= window // 2 or not run.in_flight):
-                run.writer.write(run.unrecorded)
-                run.unrecorded = []
-            elif run.in_flight:
-                if not self._collect(run, run.in_flight.popleft()):
-                    return False  # the relay is unreachable: leave the rest for the next tick
-            else:
-                run.writer.wait_below(window)
-        return not self.stopping
 
     def _held(self, run: Run, claim: ClaimedDelivery, group: DomainGroup) -> Outcome | None:
         """None when a message may go to its destination group now; else the outcome that holds
@@ -209,7 +187,6 @@ class Dispatcher:
         before; the ones already claimed are held one by one (`_held`)."""
         reason = f"{HELD_BY_PACING}{group.name} asked us to slow down"
         try:
-            run.writer.flush()  # one writer at a time: the in-memory store is not shared
             moved = self.store.hold_destination(sorted(group.domains), until=until, reason=reason)
         except Exception as error:  # they are held as they are claimed instead
             log.warning("could not hold a destination's deliveries",
@@ -326,11 +303,10 @@ class Dispatcher:
         batch.report.count(outcome)
 
     def _record(self, run: Run) -> None:
-        """Write every outcome so far, and wait until it is written."""
-        if run.unrecorded:
-            run.writer.write(run.unrecorded)
+        unrecorded = run.unrecorded
+        if unrecorded:
+            self._retrying("record", lambda: self.store.record(unrecorded, owner=self.owner))
             run.unrecorded = []
-        run.writer.flush()
         # A batch with no row open has had all its outcomes in what was just recorded.
         finished = [batch for batch in run.batches if batch.open == 0]
         for batch in finished:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
@@ -353,51 +352,3 @@ def test_a_stop_hears_out_what_the_relay_process_holds_and_releases_the_rest(
     assert (report.claimed, report.released) == (count, count - handed_over)
     counts = store.counts_by_status()
     assert counts["sending"] == 0 and counts["sent"] == handed_over
-
-
-class RecordWatcher:
-    """The real store, counting the outcomes written (from the writer's thread)."""
-
-    def __init__(self, store: SqlStore) -> None:
-        self._store = store
-        self._lock = threading.Lock()
-        self.written = 0
-
-    def record(self, outcomes: Any, **kwargs: Any) -> None:
-        self._store.record(outcomes, **kwargs)
-        with self._lock:
-            self.written += len(outcomes)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-
-def test_what_a_crash_could_send_twice_never_passes_the_window(
-        store: SqlStore, content: ContentHolder, smtp_server: Any) -> None:
-    count = 400
-    for index in range(count):
-        _enroll(store, content, f"p{index}@example.org", hesitations=("stigma",))
-    endpoint = parse_smtp_url(f"smtp://127.0.0.1:{smtp_server.port}")
-    relay = CountingRelay(ProcessTransport(endpoint, timeout=5))
-    watcher = RecordWatcher(store)
-    dispatcher = make_dispatcher(watcher, content, relay, batch_size=count)
-    handed_over = 0
-    unwritten_at_hand_over: list[int] = []
-    original_begin = relay.begin
-
-    def begin(message: Any) -> None:
-        nonlocal handed_over
-        handed_over += 1
-        # Handed to the relay and not yet written, this one included: what a kill -9 now
-        # would send again after the lease.
-        unwritten_at_hand_over.append(handed_over - watcher.written)
-        original_begin(message)
-
-    relay.begin = begin  # type: ignore[method-assign]
-    try:
-        report = dispatcher.run(T0)
-    finally:
-        relay.close()
-    assert report.sent == count == len(smtp_server.wait_for(count))
-    assert max(unwritten_at_hand_over) <= SEND_AHEAD_LIMIT
-    assert max(unwritten_at_hand_over) > 8, "the relay was kept busy ahead of its replies"
