@@ -87,6 +87,16 @@ def result(name: str, rows: list[dict[str, Any]], details: dict[str, Any],
 
 # -- formatting ----------------------------------------------------------------------------------
 
+def print_rows(res: dict[str, Any]) -> None:
+    """A benchmark's rows as a Markdown table's lines, then its notes: what its own `main` prints."""
+    for item in res["rows"]:
+        ratio = "" if item["ratio"] is None else f"{item['ratio']:.3f}"
+        print(f"| {item['benchmark']} | {item['measured']} | {item['baseline']} | {ratio} | "
+              f"{item['target']} | {item['met']} |" + (f" {item['note']}" if item["note"] else ""))
+    for note in res["notes"]:
+        print(f"- {note}")
+
+
 def fmt_rate(per_second: float) -> str:
     return f"{per_second:,.0f} emails/s"
 

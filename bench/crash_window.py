@@ -44,6 +44,7 @@ from bench.common import (
     fmt_rate,
     make_bench_content,
     people,
+    print_rows,
     quiet_logging,
     result,
     row,
@@ -387,12 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in [k for k in os.environ if k.startswith("NURTURE_")]:
         del os.environ[key]  # as python -m bench does: children get the bench's settings alone
     res = run(options, seed=args.seed)
-    for item in res["rows"]:
-        ratio = "" if item["ratio"] is None else f"{item['ratio']:.3f}"
-        print(f"| {item['benchmark']} | {item['measured']} | {item['baseline']} | {ratio} | "
-              f"{item['target']} | {item['met']} |" + (f" {item['note']}" if item["note"] else ""))
-    for note in res["notes"]:
-        print(f"- {note}")
+    print_rows(res)
     return 0
 
 

@@ -45,6 +45,7 @@ from bench.common import (
     make_bench_content,
     people,
     postgres_problem,
+    print_rows,
     quiet_logging,
     result,
     row,
@@ -517,12 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
     res = run(Options(quick=args.quick), batch_size=args.batch, emails=args.emails)
-    for item in res["rows"]:
-        ratio = "" if item["ratio"] is None else f"{item['ratio']:.3f}"
-        print(f"| {item['benchmark']} | {item['measured']} | {item['baseline']} | {ratio} | "
-              f"{item['target']} | {item['met']} |" + (f" {item['note']}" if item["note"] else ""))
-    for note in res["notes"]:
-        print(f"- {note}")
+    print_rows(res)
     if args.json is not None:
         args.json.write_text(json.dumps(res, indent=2, default=str), encoding="utf-8")
     return 0

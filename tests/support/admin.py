@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from http.cookies import SimpleCookie
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -57,11 +58,13 @@ class AdminWeb(Web):
         return browser
 
 
-def build_admin_web(database_url: str, engine: Engine, tmp_path: Path, smtp_url: str,
-                    *, templates_dir: Path | None = None) -> AdminWeb:
+def build_admin_web(database_url: str, engine: Engine, tmp_path: Path, smtp_url: str | None,
+                    *, templates_dir: Path | None = None, **settings_updates: Any) -> AdminWeb:
+    """The app on the test's database; `smtp_url` None keeps the test settings' relay."""
     settings = web_settings(database_url, tmp_path)
     settings = settings.model_copy(update={
-        "smtp_url": smtp_url, "templates_dir": templates_dir or settings.templates_dir})
+        "smtp_url": smtp_url or settings.smtp_url,
+        "templates_dir": templates_dir or settings.templates_dir, **settings_updates})
     content = ContentHolder(settings.sequences_dir, settings.templates_dir)
     clock = Clock()
     runtime = Runtime(settings=settings, engine=engine, store=SqlStore(engine), content=content)

@@ -15,19 +15,13 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from nurture.content.library import ContentHolder
 from nurture.content.snapshots import diff_files, read_files
-from nurture.services.runtime import Runtime
 from nurture.store.content_snapshots import SqlContentStore
-from nurture.store.sql.store import SqlStore
 from nurture.web.admin.previews import PREVIEW_CSP
-from nurture.web.app import create_app
-from nurture.web.options import WebOptions
 from nurture.web.security import CONTENT_SECURITY_POLICY
-from tests.support.admin import FAST_HASHER, PASSWORD, AdminWeb, sign_in
-from tests.support.clock import Clock
+from tests.support.admin import FAST_HASHER, PASSWORD, AdminWeb, build_admin_web, sign_in
 from tests.support.paths import ROOT
-from tests.support.web import Browser, csrf_of, web_settings
+from tests.support.web import Browser, csrf_of
 
 BOSS, EDITOR, OTHER_EDITOR, VIEWER = "boss", "marketer", "copywriter", "intern"
 SEQUENCE = "sequences/sample.yaml"
@@ -65,17 +59,10 @@ class EditorWeb:
 
 def build(database_url: str, engine: Engine, tmp_path: Path, *, source: str) -> AdminWeb:
     hashed = FAST_HASHER.hash(PASSWORD)
-    settings = web_settings(database_url, tmp_path).model_copy(update={
-        "content_source": source,
-        "admin_users": tuple((name, hashed) for name in (BOSS, EDITOR, OTHER_EDITOR, VIEWER)),
-        "admin_roles": ((BOSS, "admin"), (EDITOR, "editor"), (OTHER_EDITOR, "editor")),
-    })
-    content = ContentHolder(settings.sequences_dir, settings.templates_dir)
-    clock = Clock()
-    runtime = Runtime(settings=settings, engine=engine, store=SqlStore(engine), content=content)
-    app = create_app(settings, runtime=runtime, options=WebOptions(), clock=clock)
-    return AdminWeb(app=app, engine=engine, clock=clock, settings=settings, content=content,
-                    runtime=runtime)
+    return build_admin_web(
+        database_url, engine, tmp_path, None, content_source=source,
+        admin_users=tuple((name, hashed) for name in (BOSS, EDITOR, OTHER_EDITOR, VIEWER)),
+        admin_roles=((BOSS, "admin"), (EDITOR, "editor"), (OTHER_EDITOR, "editor")))
 
 
 @pytest.fixture
