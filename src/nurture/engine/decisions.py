@@ -19,6 +19,7 @@ from nurture.engine.click_links import count_clicks
 from nurture.engine.planner import in_window, next_in_window, plan_next
 from nurture.engine.policy import DispatchPolicy
 from nurture.engine.ports import (
+    AcceptedSend,
     ClaimedDelivery,
     DeliveryKind,
     DeliveryStatus,
@@ -112,6 +113,8 @@ def with_live(claim: ClaimedDelivery, state: LiveState) -> ClaimedDelivery:
 def decide(claim: ClaimedDelivery, content: Content, policy: DispatchPolicy,
            letterhead: Letterhead, now: datetime) -> Outcome | MessageToSend:
     """The outcome for one claim, or the message to send for it."""
+    if claim.accepted is not None:
+        return already_sent(claim, claim.accepted, content, letterhead)
     if claim.unreadable is not None:
         # Sending without the first name and answers would be a different email; retry
         # (with backoff, then fail) so that restoring the key lets it go out as written.
@@ -281,16 +284,41 @@ def _answered(sent: MessageToSend, result: SendResult, policy: DispatchPolicy,
 
 def _sent(sent: MessageToSend, result: SendResult, now: datetime) -> Outcome:
     """Sent: a sequence step queues the next one, or completes the enrollment after the last."""
-    claim, message_id, version = sent.claim, sent.message.message_id, sent.content_version
-    if claim.enrollment is None or claim.step_key is None:
-        return Outcome(claim.id, DeliveryStatus.SENT, now, smtp_code=result.code,
-                       message_id=message_id, content_version=version, count_attempt=True)
+    claim = sent.claim
+    outcome = Outcome(claim.id, DeliveryStatus.SENT, now, smtp_code=result.code,
+                      message_id=sent.message.message_id, content_version=sent.content_version,
+                      count_attempt=True)
+    return _planned_after(outcome, claim, sent.sequence, sent.profile)
+
+
+def already_sent(claim: ClaimedDelivery, accepted: AcceptedSend, content: Content,
+                 letterhead: Letterhead) -> Outcome:
+    """A message a relay took under an earlier lease whose process died before recording it:
+    recorded as sent at the relay's time, with the next step planned from then, and not sent
+    again, whatever changed since (the person has it already)."""
+    outcome = Outcome(claim.id, DeliveryStatus.SENT, accepted.at, smtp_code=accepted.smtp_code,
+                      message_id=message_id_for(claim.id, letterhead.message_id_domain),
+                      content_version=accepted.content_version, count_attempt=True,
+                      relay=accepted.relay)
+    enrollment = claim.enrollment
+    sequence = content.sequences.get(enrollment.sequence_key) if enrollment else None
+    if enrollment is not None and sequence is None:
+        log.warning("sent step's sequence is gone: nothing planned after it",
+                    extra={"delivery": str(claim.id), "sequence": enrollment.sequence_key})
+        return outcome
+    return _planned_after(outcome, claim, sequence, profile_of(claim))
+
+
+def _planned_after(outcome: Outcome, claim: ClaimedDelivery, sequence: Sequence | None,
+                   profile: Profile) -> Outcome:
+    """A sent step's outcome with the next step queued, or the enrollment completed after the
+    last; planned from the outcome's time."""
+    if claim.enrollment is None or claim.step_key is None or sequence is None:
+        return outcome
     done = claim.enrollment.done_step_keys | {claim.step_key}
-    plan = plan_next(sent.sequence, sent.profile, done_step_keys=done, anchor=now)
+    plan = plan_next(sequence, profile, done_step_keys=done, anchor=outcome.at)
     finished = plan.step is None
-    return Outcome(claim.id, DeliveryStatus.SENT, now, smtp_code=result.code,
-                   message_id=message_id, content_version=version, count_attempt=True,
-                   next_delivery=plan.as_next_delivery(),
+    return replace(outcome, next_delivery=plan.as_next_delivery(),
                    end_enrollment=EnrollmentStatus.COMPLETED if finished else None,
                    end_reason="finished" if finished else None)
 

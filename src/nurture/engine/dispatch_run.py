@@ -97,6 +97,10 @@ class Run:
     pending: deque[tuple[ClaimedDelivery, Batch]] = field(default_factory=deque)
     in_flight: deque[InFlight] = field(default_factory=deque)
     unrecorded: list[Outcome] = field(default_factory=list)
+    unmarked: list[Outcome] = field(default_factory=list)
+    """Relay acceptances not yet marked on their rows (`DeliveryStore.mark_accepted`) nor
+    recorded: with the messages in flight, what a crash now would send twice."""
+    unmarked_since: float = 0.0
     batches: list[Batch] = field(default_factory=list)
     claims: int = 0
     more: bool = True

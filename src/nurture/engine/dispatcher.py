@@ -16,9 +16,17 @@ from datetime import datetime, timedelta
 
 from nurture.content.library import Content
 from nurture.engine.assignment import Assigner
-from nurture.engine.decisions import Letterhead, MessageToSend, decide, outcome_of_send, with_live
+from nurture.engine.decisions import (
+    Letterhead,
+    MessageToSend,
+    already_sent,
+    decide,
+    outcome_of_send,
+    with_live,
+)
 from nurture.engine.destinations import HELD_BY_PACING, DestinationPacer
 from nurture.engine.dispatch_run import Batch, DispatchReport, InFlight, Run, RunClock
+from nurture.engine.pacing import MARK_EVERY, MARK_WITHIN
 from nurture.engine.policy import DispatchPolicy
 from nurture.engine.ports import (
     ClaimedDelivery,
@@ -143,6 +151,12 @@ class Dispatcher:
             batch.report.lease_lost += 1
             batch.open -= 1
             log.warning("lease lost before sending", extra={"delivery": str(claim.id)})
+            return True
+        if claim.accepted is not None:
+            # A relay took it under a lease whose process died: recorded, not paced or sent.
+            run.pending.popleft()
+            self._add(run, batch, already_sent(claim, claim.accepted, batch.content,
+                                               batch.letterhead))
             return True
         group = self.pacer.group_of(claim.subscriber.email)
         # A destination that asked us to slow down: held before anything is rendered for it.
@@ -277,6 +291,8 @@ class Dispatcher:
         outcome = replace(outcome_of_send(item.message, reply.result, self.policy, item.batch.now),
                           at=run.clock.at(reply.at))
         self._add(run, item.batch, outcome)
+        if outcome.status is DeliveryStatus.SENT:
+            self._accepted(run, outcome)
         return not (outcome.status is DeliveryStatus.DEFERRED and outcome.error == "connection")
 
     def _collect_all(self, run: Run) -> bool:
@@ -302,11 +318,25 @@ class Dispatcher:
         batch.open -= 1
         batch.report.count(outcome)
 
+    def _accepted(self, run: Run, outcome: Outcome) -> None:
+        """Mark the relay's acceptances on their rows every MARK_EVERY replies or MARK_WITHIN
+        seconds: a crash before the record then re-sends only the messages with the relay and
+        the acceptances since the last mark (SEND_AHEAD_LIMIT in all), not a second of sending.
+        """
+        unmarked = run.unmarked
+        if not unmarked:
+            run.unmarked_since = self.monotonic()
+        unmarked.append(outcome)
+        if len(unmarked) >= MARK_EVERY or self.monotonic() - run.unmarked_since >= MARK_WITHIN:
+            self._retrying("mark", lambda: self.store.mark_accepted(unmarked, owner=self.owner))
+            run.unmarked = []
+
     def _record(self, run: Run) -> None:
         unrecorded = run.unrecorded
         if unrecorded:
             self._retrying("record", lambda: self.store.record(unrecorded, owner=self.owner))
             run.unrecorded = []
+            run.unmarked = []  # recorded in full, which is more than marked
         # A batch with no row open has had all its outcomes in what was just recorded.
         finished = [batch for batch in run.batches if batch.open == 0]
         for batch in finished:

@@ -4,7 +4,16 @@ may wait for it behind the one it is taking."""
 from __future__ import annotations
 
 SEND_AHEAD_LIMIT = 64
-"""At most this many messages wait in the sender behind the one the relay is taking."""
+"""At most this many messages are with the relay, or accepted by it and not yet marked on their
+rows: what a crash can send twice."""
+MARK_EVERY = 16
+"""Acceptances marked on their rows together (`DeliveryStore.mark_accepted`): one write per this
+many replies keeps the cost of marking small beside the sending."""
+MARK_WITHIN = 0.05
+"""Seconds an acceptance waits for its mark at most, should fewer than MARK_EVERY come."""
+IN_FLIGHT_LIMIT = SEND_AHEAD_LIMIT - MARK_EVERY
+"""Messages waiting in the sender behind the one the relay is taking: with fewer than MARK_EVERY
+acceptances unmarked, the two stay within SEND_AHEAD_LIMIT."""
 
 
 class Pace:
@@ -25,10 +34,10 @@ class Pace:
         self._last_reply = at
 
     def window(self, seconds: float) -> int:
-        """Messages the relay gets through in `seconds`: at least one, at most the limit; one
-        until the relay's pace is known."""
+        """Messages the relay gets through in `seconds`: at least one, at most IN_FLIGHT_LIMIT;
+        one until the relay's pace is known."""
         if self.per_message is None:
             return 1
-        if self.per_message * SEND_AHEAD_LIMIT <= seconds:
-            return SEND_AHEAD_LIMIT
+        if self.per_message * IN_FLIGHT_LIMIT <= seconds:
+            return IN_FLIGHT_LIMIT
         return max(1, int(seconds / self.per_message + 1e-9))  # 0.1 / 0.02 is 4.999...

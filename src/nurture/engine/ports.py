@@ -112,6 +112,17 @@ class Assign(Protocol):
 
 
 @dataclass(frozen=True)
+class AcceptedSend:
+    """A relay's acceptance written on a leased row ahead of its full record (`mark_accepted`):
+    a process that claims the row after a crash records it as sent instead of sending it again."""
+
+    at: datetime
+    smtp_code: int | None
+    relay: str | None
+    content_version: str | None
+
+
+@dataclass(frozen=True)
 class ClaimedDelivery:
     """A delivery this process holds a lease on, with everything needed to decide and render it."""
 
@@ -134,6 +145,9 @@ class ClaimedDelivery:
     earlier_arms: Mapping[str, str] = field(default_factory=dict)
     """Experiment key to the arm this subscriber was given on other deliveries, read only when
     the claim assigns: a person never gets two variants of one experiment."""
+    accepted: AcceptedSend | None = None
+    """Set when a relay already took this message under an earlier lease that ran out before
+    its outcome was recorded (the process died): it is recorded as sent, never sent again."""
 
 
 @dataclass(frozen=True)
@@ -202,6 +216,12 @@ class DeliveryStore(Protocol):
 
     def record(self, outcomes: Seq[Outcome], *, owner: str) -> None:
         """Apply outcomes of deliveries leased by `owner` in one transaction."""
+        ...
+
+    def mark_accepted(self, outcomes: Seq[Outcome], *, owner: str) -> None:
+        """Write on the rows `owner` still holds that a relay accepted their message (the SENT
+        outcomes' time, code, relay and content version), one cheap statement, the rows staying
+        leased until `record`; a claim after the lease brings them back with `accepted` set."""
         ...
 
     def release(self, delivery_ids: Seq[UUID], *, owner: str) -> None:

@@ -170,6 +170,9 @@ class Delivery(Base):
     assigned_by: Mapped[str | None] = mapped_column(String(16))
     # The relay that answered last (accepted the message, or refused it), by its name.
     relay: Mapped[str | None] = mapped_column(String(32))
+    # When a relay accepted the message, written while the row is still leased and before its
+    # full record: a claim after a crash records such a row as sent instead of sending it again.
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Suppression(Base):

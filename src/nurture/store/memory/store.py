@@ -72,6 +72,8 @@ class MemoryStore(DirectAccess):
                 (row for row in rows if row.status in CLAIMABLE and row.due_at <= now),
                 key=lambda row: row.due_at,
             )[: limit - len(expired)]
+            for row in due:
+                row.accepted_at = None  # from another send: only a lease left over counts
             for row in (*expired, *due):
                 row.status = DeliveryStatus.SENDING.value
                 row.lease_owner = owner
@@ -104,6 +106,16 @@ class MemoryStore(DirectAccess):
                 mine = [outcome for outcome in by_id.values() if outcome.delivery_id in held]
                 apply_outcomes(self._tables, mine, held)
 
+    def mark_accepted(self, outcomes: Seq[Outcome], *, owner: str) -> None:
+        with self._lock:
+            for outcome in outcomes:
+                row = self._tables.deliveries.get(outcome.delivery_id)
+                if outcome.status is DeliveryStatus.SENT and row is not None \
+                        and row.held_by(owner):
+                    row.accepted_at = outcome.at
+                    row.smtp_code, row.relay = outcome.smtp_code, outcome.relay
+                    row.content_version = outcome.content_version
+
     def release(self, delivery_ids: Seq[uuid.UUID], *, owner: str) -> None:
         with self._lock:
             for row in self._rows(delivery_ids):
@@ -113,7 +125,8 @@ class MemoryStore(DirectAccess):
     def release_all(self, owner: str) -> int:
         """Give back every lease `owner` holds (graceful shutdown); returns how many."""
         with self._lock:
-            held = [row for row in self._tables.deliveries.values() if row.held_by(owner)]
+            held = [row for row in self._tables.deliveries.values()
+                    if row.held_by(owner) and row.accepted_at is None]
             for row in held:
                 row.unlease()
         if held:
@@ -135,7 +148,8 @@ class MemoryStore(DirectAccess):
         """Return `sending` rows whose lease expired at `now` to the queue; returns how many."""
         require_aware("now", now)
         with self._lock:
-            expired = [row for row in self._tables.deliveries.values() if _expired(row, now)]
+            expired = [row for row in self._tables.deliveries.values()
+                       if _expired(row, now) and row.accepted_at is None]
             for row in expired:
                 row.unlease()
         if expired:

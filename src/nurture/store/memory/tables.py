@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nurture.engine.ports import (
+    AcceptedSend,
     Assign,
     ClaimedDelivery,
     DeliveryKind,
@@ -101,6 +102,7 @@ class DeliveryRecord(Record):
     variant: str | None = None
     assigned_by: str | None = None
     relay: str | None = None
+    accepted_at: datetime | None = None
 
     def held_by(self, owner: str) -> bool:
         return self.lease_owner == owner and self.status == DeliveryStatus.SENDING.value
@@ -260,6 +262,8 @@ class Tables:
             ),
             enrollment=enrollment,
             suppressed=self.is_suppressed(subscriber.email),
+            accepted=None if record.accepted_at is None else AcceptedSend(
+                record.accepted_at, record.smtp_code, record.relay, record.content_version),
             immediate=record.immediate,
             assignment=recorded_assignment(record.experiment_key, record.variant,
                                            record.assigned_by),

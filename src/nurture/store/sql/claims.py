@@ -12,11 +12,12 @@ from collections.abc import Sequence as Seq
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Text, bindparam, select, text, type_coerce, update
+from sqlalchemy import Engine, Text, bindparam, case, select, text, type_coerce, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Executable
 
 from nurture.engine.ports import (
+    AcceptedSend,
     Assign,
     ClaimedDelivery,
     DeliveryKind,
@@ -79,6 +80,12 @@ class Claims:
                         status=DeliveryStatus.SENDING.value,
                         lease_owner=owner,
                         lease_expires_at=now + lease,
+                        # A relay's acceptance counts only on a row that was still leased when
+                        # its process died; on a queued row it is from another send.
+                        accepted_at=case(
+                            (d.c.status == DeliveryStatus.SENDING.value, d.c.accepted_at),
+                            else_=None,
+                        ),
                     )
                 )
             claimed = self._snapshots(conn, ids)
@@ -157,6 +164,10 @@ class Claims:
                         Delivery.experiment_key,
                         Delivery.variant,
                         Delivery.assigned_by,
+                        Delivery.accepted_at,
+                        Delivery.smtp_code,
+                        Delivery.relay,
+                        Delivery.content_version,
                         Subscriber.id.label("subscriber_id"),
                         Subscriber.email,
                         # Read as stored and decrypted row by row below: one value written
@@ -232,6 +243,8 @@ def _claimed(row: Any, done: Mapping[uuid.UUID, set[str]], suppressed: bool) -> 
         unreadable=unreadable,
         immediate=row.immediate,
         assignment=recorded_assignment(row.experiment_key, row.variant, row.assigned_by),
+        accepted=None if row.accepted_at is None else AcceptedSend(
+            row.accepted_at, row.smtp_code, row.relay, row.content_version),
     )
 
 

@@ -36,6 +36,12 @@ def _held_by(owner: str) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
     )
 
 
+def _not_accepted() -> ColumnElement[bool]:
+    # A row a relay already accepted stays leased until a claim records it as sent: queued
+    # again, it would be sent again.
+    return delivery_table.c.accepted_at.is_(None)
+
+
 class Leases:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -53,10 +59,13 @@ class Leases:
                 )
 
     def release_all(self, owner: str) -> int:
-        """Give back every lease `owner` holds (graceful shutdown); returns how many."""
+        """Give back every lease `owner` holds (graceful shutdown); returns how many. Rows a relay
+        accepted keep theirs until it runs out and a claim records them as sent."""
         with self._engine.begin() as conn:
             result = conn.execute(
-                update(delivery_table).where(*_held_by(owner)).values(_unleased())
+                update(delivery_table)
+                .where(*_held_by(owner), _not_accepted())
+                .values(_unleased())
             )
         count = result.rowcount
         if count:
@@ -67,12 +76,17 @@ class Leases:
         """Return `sending` rows whose lease expired at `now` to the queue; returns how many.
 
         A crash between the SMTP reply and the record leaves such rows; they are sent again with
-        the same Message-ID (at-least-once)."""
+        the same Message-ID (at-least-once), except those marked accepted, which the next claim
+        records as sent."""
         require_aware("now", now)
         with self._engine.begin() as conn:
             result = conn.execute(
                 update(delivery_table)
-                .where(text(LEASED_SQL), delivery_table.c.lease_expires_at <= now)
+                .where(
+                    text(LEASED_SQL),
+                    delivery_table.c.lease_expires_at <= now,
+                    _not_accepted(),
+                )
                 .values(_unleased())
             )
         count = result.rowcount

@@ -1,5 +1,5 @@
 """SqlStore: the delivery, enrollment and feedback ports on SQLite and PostgreSQL, one job per
-module (claims, leases, outcomes, enrollments, suppressions, inspection) behind one object."""
+module (claims, leases, acceptances, outcomes, enrollments, suppressions, inspection) behind one object."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from nurture.engine.ports import (
     Progress,
     SubscriberStatus,
 )
+from nurture.store.sql.acceptances import Acceptances
 from nurture.store.sql.claims import Claims
 from nurture.store.sql.enrollments import Enrollments
 from nurture.store.sql.holds import hold_destination
@@ -44,6 +45,7 @@ class SqlStore:
         self._engine = engine
         self._claims = Claims(engine)
         self._leases = Leases(engine)
+        self._acceptances = Acceptances(engine)
         self._outcomes = Outcomes(engine)
         self._enrollments = Enrollments(engine)
         self._suppressions = Suppressions(engine)
@@ -64,6 +66,9 @@ class SqlStore:
 
     def record(self, outcomes: Seq[Outcome], *, owner: str) -> None:
         self._outcomes.record(outcomes, owner=owner)
+
+    def mark_accepted(self, outcomes: Seq[Outcome], *, owner: str) -> None:
+        self._acceptances.mark_accepted(outcomes, owner=owner)
 
     def release(self, delivery_ids: Seq[uuid.UUID], *, owner: str) -> None:
         self._leases.release(delivery_ids, owner=owner)
