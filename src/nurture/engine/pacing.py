@@ -6,9 +6,11 @@ from __future__ import annotations
 SEND_AHEAD_LIMIT = 64
 """At most this many messages are with the relay, or accepted by it and not yet marked on their
 rows: what a crash can send twice."""
-MARK_EVERY = 16
-"""Acceptances marked on their rows together (`DeliveryStore.mark_accepted`): one write per this
-many replies keeps the cost of marking small beside the sending."""
+MARK_EVERY = 32
+"""Acceptances marked on their rows together (`DeliveryStore.mark_accepted`). A mark costs about
+2 ms of the dispatcher's time on PostgreSQL, whatever its size: one per 32 replies cost no
+measurable throughput, one per 16 cost 7-10% (a dispatcher sending 4,000 emails into smtp-sink,
+runs alternated with the code before marks)."""
 MARK_WITHIN = 0.05
 """Seconds an acceptance waits for its mark at most, should fewer than MARK_EVERY come."""
 IN_FLIGHT_LIMIT = SEND_AHEAD_LIMIT - MARK_EVERY

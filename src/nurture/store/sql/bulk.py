@@ -115,7 +115,14 @@ class Bulk:
             conn.execute(
                 update(table)
                 .values({name: columns[name] for name in names if name != key})
-                .where(table.c[key] == columns[key], *conditions)
+                .where(
+                    table.c[key] == columns[key],
+                    # The same keys again as an array: the planner then reads the rows by the
+                    # key's index. Joined with unnest() alone, on statistics taken before a
+                    # claim, it may scan every row of a status it thinks rare, for each write.
+                    self.among(table.c[key], [row[key] for row in rows]),
+                    *conditions,
+                )
             )
             return
         conn.execute(
