@@ -4,10 +4,11 @@ Not run by CI or by bench/run. `.venv/bin/python -m bench.chaos [--minutes M] [-
 [--people N] [--quick] [--json-out FILE]`.
 
 Its own PostgreSQL cluster (initdb in a temp dir, run as `postgres`, a free port, trust auth; stopped
-and deleted at the end), the shipped sequences and templates copied with every send window the whole
-day, N people (UTC) enrolled at staggered times over the past three days. A virtual clock starts at
-the real now and moves forward in steps; at each instant three real `nurture dispatch --now <instant>
---json` processes run at once, round after round, until a round claims nothing. Two real
+and deleted at the end), the shipped sequences and templates copied (their send windows, 09:00-20:00
+local, kept), N people in five time zones enrolled at staggered times over the past three days. A
+virtual clock starts at the real now and moves forward in steps; at each instant three real
+`nurture dispatch --now <instant> --json` processes run at once, round after round, until a round
+claims nothing. Two real
 `nurture scheduler` processes run on the real clock all along, and `nurture web` takes unsubscribes,
 pauses and consult_booked events for random people. Faults (chaos_faults.KINDS) hit at seeded random
 moments; after a crash a takeover pass runs past the lease end (the time is passed, never slept).
@@ -41,6 +42,8 @@ PASSES = 3
 SCHEDULERS = 2
 API_KEY = "chaos-api-key-" + "k" * 16
 SEQUENCES = ("partner-hesitant", "starting-solo", "preparing-together", "sample")
+TIME_ZONES = ("UTC", "Asia/Kolkata", "America/New_York", "Australia/Sydney", "America/Los_Angeles")
+"""Where people live: each send window opens at a different instant of the virtual clock."""
 SPAN = timedelta(days=38)
 """About how far the virtual clock goes: the longest sequence, a follow-up, the stagger, a pause."""
 
@@ -58,7 +61,8 @@ def make_people(count: int) -> list[Any]:
     out = []
     for index in range(count):
         out.append(Person(email=f"chaos{index}@example.org",
-                          first_name=("Asha", None, "Zoë", "Ravi")[index % 4], time_zone="UTC",
+                          first_name=("Asha", None, "Zoë", "Ravi")[index % 4],
+                          time_zone=TIME_ZONES[(index // 2) % len(TIME_ZONES)],
                           hesitations=reasons[index % len(reasons)], discreet=index % 7 == 0,
                           locale=("en", "hi-IN")[index % 2]))
     return out
@@ -247,7 +251,7 @@ class Soak:
             if index % 5 == 0:
                 say(f"virtual {self.virtual:%Y-%m-%d %H:%M}: {self.relay.count:,} received, "
                     f"open {counts}")
-            if left == 0 or self.virtual - datetime.now(UTC) > SPAN + timedelta(days=30):
+            if left == 0 or self.virtual - datetime.now(UTC) > SPAN + timedelta(days=90):
                 break
             index += 1
             self.virtual = max(self.virtual + step, self.next_due())
@@ -258,9 +262,11 @@ class Soak:
             schedulers = list(self._schedulers)
         for child in schedulers:
             child.end(timeout=60)
-        # Past every lease and every retry: whatever is left goes now.
-        self.virtual += timedelta(hours=2)
-        self.drain_instant(self.virtual)
+        # Past every lease and every retry, then round the clock: whatever is left goes in its
+        # window, in whichever time zone.
+        for _ in range(5):
+            self.virtual += timedelta(hours=5)
+            self.drain_instant(self.virtual)
         time.sleep(2)
 
     def cleanup(self) -> None:
@@ -287,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     minutes = args.minutes if args.minutes is not None else 2.5 if args.quick else 10.0
     people = args.people if args.people is not None else 5000 if args.quick else 50000
-    args.step_hours = args.step_hours or (48.0 if args.quick else 12.0)
+    # Not whole days: each instant falls an hour earlier in the day than the one before, so every
+    # local send window comes round, rather than the same hours of UTC over and over.
+    args.step_hours = args.step_hours or (47.0 if args.quick else 11.5)
     actions = args.actions if args.actions is not None else max(5, people // 200)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
     say(f"chaos soak: seed {seed} (--seed {seed} replays the draws), {people:,} people, "

@@ -6,14 +6,19 @@ from __future__ import annotations
 import itertools
 import sys
 from collections import Counter, defaultdict
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from bench.chaos_faults import CRASHES, SUBJECT_EDIT, Action, Fault
 
 GRACE_SECONDS = 2.0
 """A message the relay accepts this long after an action completed may have been handed to the
 relay process (the send-ahead) before it: only later ones count as violations."""
+WINDOW_SLACK = timedelta(minutes=5)
+"""A step decided inside its send window may reach the relay this much later (the rest of its
+pass, a relay that stalls, a restarting database): later than that is a violation."""
 CRASH_SLACK_SECONDS = 5.0
 """A first copy may arrive this long after the crash that left it unrecorded (the orphaned SMTP
 child drains what its socket already holds; a pg restart fails the record a moment later)."""
@@ -48,6 +53,33 @@ def exits_on_consult(content_dir: Any) -> set[str]:
     return out
 
 
+def send_windows(content_dir: Any) -> dict[str, Any]:
+    """Each sequence's send window, from the content as it is at the end."""
+    from nurture.content.library import load_content
+
+    content = load_content(content_dir / "sequences", content_dir / "templates")
+    return {key: sequence.window for key, sequence in content.sequences.items()}
+
+
+def outside_window(row: Any, enrollment: Any, who: Any, windows: dict[str, Any]) -> str | None:
+    """Why a first copy went out of its send window, or None: before it was due, or a step at a
+    local time its sequence's window does not allow (the immediate first email excepted)."""
+    from nurture.engine.planner import in_window
+
+    if row.sent_at is None:
+        return None
+    if row.sent_at < row.due_at:
+        return f"sent {row.sent_at} before due {row.due_at}"
+    window = windows.get(enrollment.sequence_key) if enrollment is not None else None
+    if window is None or who is None or row.immediate or row.kind != "step":
+        return None
+    if in_window(window, who.time_zone, row.sent_at) or \
+            in_window(window, who.time_zone, row.sent_at - WINDOW_SLACK):
+        return None
+    local = row.sent_at.astimezone(ZoneInfo(who.time_zone))
+    return f"sent {local:%a %H:%M} in {who.time_zone}, outside {enrollment.sequence_key}'s window"
+
+
 def load_rows(engine: Any) -> tuple[dict[UUID, Any], dict[UUID, Any], dict[UUID, Any]]:
     from sqlalchemy import select
 
@@ -56,11 +88,13 @@ def load_rows(engine: Any) -> tuple[dict[UUID, Any], dict[UUID, Any], dict[UUID,
     with engine.connect() as conn:
         deliveries = {r.id: r for r in conn.execute(select(
             Delivery.id, Delivery.subscriber_id, Delivery.enrollment_id, Delivery.step_key,
-            Delivery.status, Delivery.due_at, Delivery.sent_at, Delivery.kind))}
+            Delivery.status, Delivery.due_at, Delivery.sent_at, Delivery.kind,
+            Delivery.immediate))}
         enrollments = {r.id: r for r in conn.execute(select(
             Enrollment.id, Enrollment.sequence_key, Enrollment.enrolled_at, Enrollment.status))}
         subscribers = {r.id: r for r in conn.execute(select(
-            Subscriber.id, Subscriber.email, Subscriber.locale, Subscriber.status))}
+            Subscriber.id, Subscriber.email, Subscriber.locale, Subscriber.status,
+            Subscriber.time_zone))}
     return deliveries, enrollments, subscribers
 
 
@@ -87,6 +121,7 @@ def check(soak: Any, injector: Any, actor: Any, *, duration: float) -> dict[str,
     deliveries, enrollments, subscribers = load_rows(soak.engine)
     orders = step_orders(soak.content_dir)
     consult_exits = exits_on_consult(soak.content_dir)
+    windows = send_windows(soak.content_dir)
     headings: dict[str, str] = soak.relay.headings
     arrivals: dict[str, list[float]] = defaultdict(list)
     first_of: dict[str, Any] = {}
@@ -104,25 +139,31 @@ def check(soak: Any, injector: Any, actor: Any, *, duration: float) -> dict[str,
     # Lost: sent rows the relay never received, and rows never finished.
     seen = {delivery_id(mid) for mid in first_of}
     lost_sent = [d for d in deliveries.values() if d.status == "sent" and d.id not in seen]
+    # A row still waiting for a later day (the clock stopped before it) is not lost; one that
+    # was due by the end, or is stuck leased or failed, is.
     unfinished = [d for d in deliveries.values()
-                  if d.status in ("queued", "sending", "deferred", "failed")]
+                  if d.status in ("sending", "failed")
+                  or (d.status in ("queued", "deferred") and d.due_at <= soak.virtual)]
+    not_yet_due = sum(1 for d in deliveries.values()
+                      if d.status in ("queued", "deferred") and d.due_at > soak.virtual)
     for d in lost_sent[:5]:
         note("lost", f"sent, never received: {d.id} {d.step_key}")
     for d in unfinished[:5]:
         note("lost", f"{d.status}: {d.id} {d.step_key} due {d.due_at}")
     unknown = [mid for mid in first_of if delivery_id(mid) not in deliveries]
 
-    # Windows (all day here): never sent before due; order of steps per enrollment.
+    # Windows: never before due, nor outside the person's local send window; steps in order.
     window = 0
     by_enrollment: dict[UUID, list[tuple[float, int]]] = defaultdict(list)
     for mid, item in first_of.items():
         row = deliveries.get(delivery_id(mid))  # type: ignore[arg-type]
         if row is None:
             continue
-        if row.sent_at is not None and row.sent_at < row.due_at:
-            window += 1
-            note("window", f"{mid} sent {row.sent_at} before due {row.due_at}")
         enrollment = enrollments.get(row.enrollment_id) if row.enrollment_id else None
+        why = outside_window(row, enrollment, subscribers.get(row.subscriber_id), windows)
+        if why is not None:
+            window += 1
+            note("window", f"{mid}: {why}")
         if enrollment is not None and row.step_key in orders.get(enrollment.sequence_key, []):
             by_enrollment[enrollment.id].append(
                 (item.at, orders[enrollment.sequence_key].index(row.step_key)))
@@ -195,6 +236,7 @@ def check(soak: Any, injector: Any, actor: Any, *, duration: float) -> dict[str,
         "lost": len(lost_sent) + len(unfinished),
         "lost_sent_not_received": len(lost_sent),
         "unfinished_rows": len(unfinished),
+        "not_yet_due": not_yet_due,
         "unknown_message_ids": len(unknown),
         "window_violations": window,
         "order_violations": order,
@@ -228,7 +270,8 @@ def print_table(table: dict[str, Any]) -> None:
         ("duplicates explained by no crash", table["duplicates_unexplained"]),
         ("lost (sent not received + unfinished)",
          f"{table['lost']} ({table['lost_sent_not_received']} + {table['unfinished_rows']})"),
-        ("window violations (before due)", table["window_violations"]),
+        ("still queued for after the last instant", table["not_yet_due"]),
+        ("window violations (before due, or outside local hours)", table["window_violations"]),
         ("order violations", table["order_violations"]),
         ("consent violations", f"{table['consent_violations']} {table['consent_by_kind'] or ''}"),
         ("footer violations", table["footer_violations"]),
