@@ -27,11 +27,17 @@ def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
 
     runtime = runtime_from(settings)
     dispatcher = runtime.dispatcher(runtime.transport(separate_process=True))
+    # SIGTERM (a cron timeout, systemd, a deploy) stops a pass as it stops the scheduler: the
+    # messages with the relay are heard out and recorded, the rest released, the counts printed.
+    # Without this it would kill the pass outright, and what went out since the last record
+    # would go out again once the lease ran out.
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: dispatcher.request_stop())
     try:
         if args.next:
             return _dispatch_next(runtime, dispatcher, args)
         report = dispatcher.run(now_of(args))
     finally:
+        signal.signal(signal.SIGTERM, previous)
         dispatcher.transport.close()
     if args.json:
         say(json.dumps(report.as_dict()))
@@ -60,6 +66,8 @@ def _dispatch_next(runtime: Runtime, dispatcher: Dispatcher, args: argparse.Name
             say(f"as of {at:%Y-%m-%d %H:%M} UTC: "
                 + " ".join(f"{name}={value}" for name, value in counts.items() if value))
         floor = at
+        if dispatcher.stopping:
+            break
     return EXIT_OK
 
 

@@ -772,3 +772,32 @@ def test_sigterm_finishes_the_message_in_flight_releases_the_rest_and_exits_0(
     assert stop_seconds < 5
     assert '"scheduler stopped"' in group.log_text(0)
     assert (received, duplicates, lost) == (count, 0, 0)
+
+
+def test_sigterm_stops_a_dispatch_pass_the_same_way(
+    database_url: str, store: SqlStore, relay: RecordingSmtpServer,
+    all_day_dirs: tuple[Path, Path], schedulers_for: Callable[..., Schedulers],
+) -> None:
+    # Found by the chaos soak: a SIGTERM killed `nurture dispatch` outright, and what it had
+    # sent since its last record went out a second time after the lease.
+    expected = due_welcomes(store, 100)
+    env = schedulers_for(relay.port, all_day_dirs, NURTURE_RATE_PER_SECOND="20").env
+    process = subprocess.Popen([sys.executable, "-m", "nurture", "dispatch", "--json"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    relay.wait_for(21, timeout=30)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+
+    statuses = welcome_statuses(store.engine)
+    received_at_stop = len(relay.messages)
+    assert process.returncode == 0, err
+    report = json.loads(out.strip().splitlines()[-1])
+    assert statuses["sending"] == 0, "the rest of the batch was released"
+    assert report["sent"] == statuses["sent"] == received_at_stop
+    assert report["released"] > 0
+    assert statuses["queued"] == 100 - received_at_stop
+    finish = subprocess.run([sys.executable, "-m", "nurture", "dispatch"],
+                            env={**env, "NURTURE_RATE_PER_SECOND": "0"}, capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert finish.returncode == 0, finish.stderr
+    assert tally(relay, expected) == (100, 0, 0)
