@@ -163,7 +163,11 @@ class Soak:
                 self._schedulers.append(self.spawn(f"scheduler-{len(self.children)}", "scheduler"))
 
     def run_round(self, at: datetime, count: int) -> tuple[int, bool]:
-        """`count` dispatch passes as of `at`, at once: (sent by all, whether one did not exit 0)."""
+        """`count` dispatch passes as of `at`, at once: (sent by all, whether one did not exit 0).
+
+        Never as of a moment before the real now: the schedulers run on the real clock, and a pass
+        behind them would grant leases they see as run out, and take its rows while it sends."""
+        at = max(at, datetime.now(UTC))
         children = [self.spawn(f"pass-{len(self.children)}", "dispatch", "--now", at.isoformat(),
                                "--json") for _ in range(count)]
         with self.lock:

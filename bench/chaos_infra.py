@@ -117,6 +117,9 @@ class Received:
     crisis_heading: str | None
     """The first crisis heading (of any locale) found in the body, or None."""
     body_sha: str
+    date_ahead: float = 0.0
+    """Seconds the message's Date (its sender's clock) is ahead of its arrival: hours for a pass
+    on the virtual clock, about 0 for a scheduler on the real one."""
 
 
 class RelayState:
@@ -169,15 +172,18 @@ class RelayState:
                     mid = str(message.get("Message-ID", "")).strip()
                     subject = str(message.get("Subject", ""))
                     unsubscribe = bool(message.get("List-Unsubscribe"))
+                    dated = message.get("Date")
+                    ahead = dated.datetime.timestamp() - float(at) if dated is not None else 0.0
                 except Exception as error:  # counted as a footer problem below, with the reason
                     self.parse_errors.append(f"{type(error).__name__}: {error}")
-                    text, whole, subject, unsubscribe = "", "", "", False
+                    text, whole, subject, unsubscribe, ahead = "", "", "", False, 0.0
                     mid = f"<unparsed-{len(self.parse_errors)}>"
                 heading = next((h for h in self.headings.values() if h in whole), None)
                 item = Received(message_id=mid, recipient=rcpt, subject=subject, at=float(at),
                                 list_unsubscribe=unsubscribe, unsubscribe_in_body="/u/" in whole,
                                 crisis_heading=heading,
-                                body_sha=hashlib.sha256(text.encode()).hexdigest()[:16])
+                                body_sha=hashlib.sha256(text.encode()).hexdigest()[:16],
+                                date_ahead=ahead)
                 if heading is None or not item.unsubscribe_in_body:
                     self.bodies_kept[mid] = text[-2000:]
                 yield item
