@@ -4,9 +4,16 @@ backend: the next claim after a crash gets them back as sent, and nothing else d
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import make_url
 
 from nurture.engine.ports import AcceptedSend, DeliveryStatus, Outcome
+from nurture.store.database import make_engine
+from nurture.store.sql.acceptances import marking_engine
 from tests.integration.store.test_store import LEASE, NOW, enroll_one
+from tests.support.databases import migrated_database
 from tests.support.stores import AnyStore
 
 ACCEPTED_AT = NOW + timedelta(seconds=2)
@@ -58,3 +65,23 @@ def test_a_marked_row_is_recorded_as_usual_and_not_claimed_again(any_store: AnyS
     (row,) = [d for d in any_store.deliveries_for("usual@example.org") if d.step_key == "welcome"]
     assert (row.status, row.sent_at) == (DeliveryStatus.SENT, ACCEPTED_AT)
     assert any_store.claim_due(now=NOW + 2 * LEASE, owner="b", limit=10, lease=LEASE) == []
+
+
+def test_marks_on_postgresql_skip_the_flush_and_keep_the_deployments_connection_options(
+        request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    with migrated_database("postgresql", request, tmp_path) as url:
+        # A deployment's own settings in the URL (here an application name) stay in force.
+        with_options = make_url(url).update_query_dict(
+            {"options": "-c application_name=nurture-marks"})
+        engine = make_engine(with_options)
+        try:
+            marking = marking_engine(engine)
+            with marking.connect() as conn:
+                assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+                assert conn.exec_driver_sql("SHOW application_name").scalar() == "nurture-marks"
+            marking.dispose()
+            # The shared pool, which records outcomes, still waits for the disk.
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+        finally:
+            engine.dispose()

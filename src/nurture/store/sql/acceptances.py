@@ -7,7 +7,18 @@ from __future__ import annotations
 from collections.abc import Sequence as Seq
 from typing import Any
 
-from sqlalchemy import Engine, Integer, String, TextClause, Uuid, bindparam, create_engine, text, update
+from sqlalchemy import (
+    Engine,
+    Integer,
+    String,
+    TextClause,
+    Uuid,
+    bindparam,
+    create_engine,
+    event,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.dml import Update
 
@@ -47,26 +58,33 @@ def _sqlite_mark() -> Update:
     )
 
 
-def _marking_engine(engine: Engine) -> Engine:
+def marking_engine(engine: Engine) -> Engine:
     """PostgreSQL: one pooled connection in autocommit with synchronous_commit off, made on the
     first mark. A mark is then one round trip: no BEGIN, no COMMIT, no ping on checkout (a dead
     connection fails the mark, which the dispatcher retries on a new one), and no wait for the
     WAL to reach the disk. A killed scheduler loses nothing by the last; only a crash of the
     database server itself could drop the last marks, whose rows are then sent again, as before
     marks existed. Never an email lost. The shared pool keeps its own settings for the records."""
-    return create_engine(
-        engine.url,
-        pool_size=1,
-        max_overflow=1,
-        isolation_level="AUTOCOMMIT",
-        connect_args={"options": "-c synchronous_commit=off"},
-    )
+    marking = create_engine(engine.url, pool_size=1, max_overflow=1, isolation_level="AUTOCOMMIT")
+
+    # Set on each new connection rather than through the URL's `options`, which a deployment may
+    # use for its own settings (a search_path, say).
+    @event.listens_for(marking, "connect")
+    def _commit_without_flush(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SET synchronous_commit = off")
+        finally:
+            cursor.close()
+        dbapi_connection.commit()
+
+    return marking
 
 
 class Acceptances:
     def __init__(self, engine: Engine) -> None:
         self._postgres = engine.dialect.name == "postgresql"
-        self._engine = _marking_engine(engine) if self._postgres else engine
+        self._engine = marking_engine(engine) if self._postgres else engine
         self._statement: TextClause | Update = POSTGRES_MARK if self._postgres else _sqlite_mark()
 
     def mark_accepted(self, outcomes: Seq[Outcome], *, owner: str) -> None:
