@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Final
 
 from nurture.engine.ports import (
+    AcceptedSend,
     DeliveryStatus,
     EnrollmentStatus,
     EnrollResult,
@@ -49,6 +50,14 @@ SUPPRESSION_REASON_MAX: Final = 200
 def address_hash(email: str) -> str:
     """sha256 hex of the normalized address: the suppression list keeps this, not the address."""
     return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
+
+
+def accepted_send(accepted_at: datetime | None, smtp_code: int | None, relay: str | None,
+                  content_version: str | None) -> AcceptedSend | None:
+    """A claimed row's relay acceptance as the dispatcher reads it: none unless one was marked."""
+    if accepted_at is None:
+        return None
+    return AcceptedSend(accepted_at, smtp_code, relay, content_version)
 
 
 def require_aware(name: str, value: datetime) -> None:

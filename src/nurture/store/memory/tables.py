@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nurture.engine.ports import (
-    AcceptedSend,
     Assign,
     ClaimedDelivery,
     DeliveryKind,
@@ -22,7 +21,13 @@ from nurture.engine.ports import (
     SubscriberStatus,
 )
 from nurture.store.assignments import assign_claims, recorded_assignment, to_offer
-from nurture.store.rules import DONE, OPEN_ENROLLMENT, address_hash, require_aware
+from nurture.store.rules import (
+    DONE,
+    OPEN_ENROLLMENT,
+    accepted_send,
+    address_hash,
+    require_aware,
+)
 from nurture.store.views import DeliveryView, EnrollmentView
 
 Row = Mapping[str, Any]
@@ -262,8 +267,8 @@ class Tables:
             ),
             enrollment=enrollment,
             suppressed=self.is_suppressed(subscriber.email),
-            accepted=None if record.accepted_at is None else AcceptedSend(
-                record.accepted_at, record.smtp_code, record.relay, record.content_version),
+            accepted=accepted_send(record.accepted_at, record.smtp_code, record.relay,
+                                   record.content_version),
             immediate=record.immediate,
             assignment=recorded_assignment(record.experiment_key, record.variant,
                                            record.assigned_by),

@@ -36,7 +36,7 @@ POSTGRES_MARK = text(
     "relay = marked.relay, content_version = marked.content_version "
     "FROM unnest(:ids, :accepted_at, :smtp_code, :relay, :content_version) "
     "AS marked(id, accepted_at, smtp_code, relay, content_version) "
-    f"WHERE delivery.id = marked.id AND delivery.id = ANY(:ids) "
+    "WHERE delivery.id = marked.id AND delivery.id = ANY(:ids) "
     f"AND delivery.lease_owner = :owner AND delivery.status = '{SENDING}'"
 ).bindparams(
     bindparam("ids", type_=postgresql.ARRAY(Uuid())),

@@ -17,7 +17,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Executable
 
 from nurture.engine.ports import (
-    AcceptedSend,
     Assign,
     ClaimedDelivery,
     DeliveryKind,
@@ -40,7 +39,7 @@ from nurture.store.models import (
     Subscriber,
     delivery_table,
 )
-from nurture.store.rules import DONE, address_hash, require_aware
+from nurture.store.rules import DONE, accepted_send, address_hash, require_aware
 from nurture.store.sql.bulk import Bulk, Column, expression
 from nurture.store.sql.suppressions import suppressed_hashes
 from nurture.store.types import UTCDateTime
@@ -243,8 +242,7 @@ def _claimed(row: Any, done: Mapping[uuid.UUID, set[str]], suppressed: bool) -> 
         unreadable=unreadable,
         immediate=row.immediate,
         assignment=recorded_assignment(row.experiment_key, row.variant, row.assigned_by),
-        accepted=None if row.accepted_at is None else AcceptedSend(
-            row.accepted_at, row.smtp_code, row.relay, row.content_version),
+        accepted=accepted_send(row.accepted_at, row.smtp_code, row.relay, row.content_version),
     )
 
 
